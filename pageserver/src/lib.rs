@@ -1,0 +1,13 @@
+//! The page server: a multi-tenant storage engine that follows a Postgres
+//! primary's WAL and serves pages at any LSN.
+//!
+//! This crate holds the server's modules; `src/bin/pageserver.rs` wires them
+//! into a process. At this stage: configuration ([`config`]), logging
+//! ([`logging`]), metrics ([`metrics`]), the tenant/timeline registry with its
+//! crash-safe on-disk state ([`tenant`]) and the HTTP management API ([`http`]).
+
+pub mod config;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod tenant;
