@@ -118,13 +118,18 @@ pub fn load(workdir: &Utf8Path, overrides: &[String]) -> Result<LoadedConfig, Co
 }
 
 /// The config file with the command-line overrides merged in.
-pub fn merged_document(workdir: &Utf8Path, overrides: &[String]) -> Result<DocumentMut, ConfigError> {
+pub fn merged_document(
+    workdir: &Utf8Path,
+    overrides: &[String],
+) -> Result<DocumentMut, ConfigError> {
     let path = workdir.join(CONFIG_FILE_NAME);
     let mut doc = match std::fs::read_to_string(&path) {
-        Ok(text) => text.parse::<DocumentMut>().map_err(|e| ConfigError::Syntax {
-            origin: path.to_string(),
-            message: e.to_string(),
-        })?,
+        Ok(text) => text
+            .parse::<DocumentMut>()
+            .map_err(|e| ConfigError::Syntax {
+                origin: path.to_string(),
+                message: e.to_string(),
+            })?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => DocumentMut::new(),
         Err(source) => return Err(ConfigError::Read { path, source }),
     };
@@ -137,30 +142,34 @@ fn apply_overrides(doc: &mut DocumentMut, overrides: &[String]) -> Result<(), Co
         if !arg.contains('=') {
             return Err(ConfigError::OverrideShape { arg: arg.clone() });
         }
-        let over = arg.parse::<DocumentMut>().map_err(|e| ConfigError::Syntax {
-            origin: format!("config override {arg:?}"),
-            message: e.to_string(),
-        })?;
+        let over = arg
+            .parse::<DocumentMut>()
+            .map_err(|e| ConfigError::Syntax {
+                origin: format!("config override {arg:?}"),
+                message: e.to_string(),
+            })?;
         merge_item(doc.as_item_mut(), over.as_item());
     }
     Ok(())
 }
 
-/// Merges `src` into `dst`: tables merge key by key, anything else replaces.
+/// Merges `src` into `dst`. A dotted or `[section]` table in `src` merges key
+/// by key (so `-c tenant_config.gc_period="1h"` keeps the other tenant keys);
+/// any value, including an inline table, replaces what was there (so
+/// `-c remote_storage={bucket_name=...}` can switch backends).
 fn merge_item(dst: &mut Item, src: &Item) {
-    if let (Some(dst_table), Some(src_table)) = (dst.as_table_like_mut(), src.as_table_like()) {
-        for (key, value) in src_table.iter() {
-            match dst_table.get_mut(key) {
-                Some(existing) if existing.is_table_like() && value.is_table_like() => {
-                    merge_item(existing, value)
-                }
-                _ => {
-                    dst_table.insert(key, value.clone());
+    match (dst.as_table_like_mut(), src) {
+        (Some(dst_table), Item::Table(src_table)) => {
+            for (key, value) in src_table.iter() {
+                match dst_table.get_mut(key) {
+                    Some(existing) => merge_item(existing, value),
+                    None => {
+                        dst_table.insert(key, value.clone());
+                    }
                 }
             }
         }
-    } else {
-        *dst = src.clone();
+        _ => *dst = src.clone(),
     }
 }
 
@@ -210,7 +219,8 @@ fn resolve(workdir: &Utf8Path, toml: ConfigToml) -> Result<PageServerConf, Confi
     ] {
         check_listen_addr(key, addr)?;
     }
-    let uses_jwt = [toml.http_auth_type, toml.pg_auth_type, toml.grpc_auth_type].contains(&AuthType::NeonJWT);
+    let uses_jwt =
+        [toml.http_auth_type, toml.pg_auth_type, toml.grpc_auth_type].contains(&AuthType::NeonJWT);
     let auth_validation_public_key_path = uses_jwt.then(|| {
         workdir.join(
             toml.auth_validation_public_key_path

@@ -79,7 +79,9 @@ impl FromStr for ImageCompression {
 
 impl<'de> Deserialize<'de> for ImageCompression {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -541,7 +543,10 @@ mod tests {
     #[test]
     fn remote_storage_kinds() {
         let c = parse("remote_storage = { local_path = \"/x\" }").unwrap();
-        assert_eq!(c.remote_storage, Some(RemoteStorageConfig::local("/x".into())));
+        assert_eq!(
+            c.remote_storage,
+            Some(RemoteStorageConfig::local("/x".into()))
+        );
         let c = parse(
             "[remote_storage]\nbucket_name = \"b\"\nbucket_region = \"r\"\nendpoint = \"http://127.0.0.1:9000\"\ntimeout = \"5s\"",
         )
@@ -559,7 +564,10 @@ mod tests {
             "image_compression = \"zstd(3)\"\npage_service_pipelining = { mode = \"serial\" }\nhttp_auth_type = \"NeonJWT\"\nwait_lsn_timeout = \"1m\"",
         )
         .unwrap();
-        assert_eq!(c.image_compression, ImageCompression::Zstd { level: Some(3) });
+        assert_eq!(
+            c.image_compression,
+            ImageCompression::Zstd { level: Some(3) }
+        );
         assert_eq!(c.page_service_pipelining, PageServicePipelining::Serial);
         assert_eq!(c.http_auth_type, AuthType::NeonJWT);
         assert_eq!(c.wait_lsn_timeout, Duration::from_secs(60));

@@ -240,15 +240,22 @@ mod tests {
             serde_json::to_string(&TenantAttachmentStatus::Attached).unwrap(),
             r#"{"slug":"attached"}"#
         );
-        assert_eq!(serde_json::to_string(&TimelineState::Active).unwrap(), r#""Active""#);
+        assert_eq!(
+            serde_json::to_string(&TimelineState::Active).unwrap(),
+            r#""Active""#
+        );
     }
 
     #[test]
     fn location_config_parsing() {
         let lc: LocationConfig =
-            serde_json::from_str(r#"{"mode":"AttachedSingle","generation":3,"tenant_conf":{}}"#).unwrap();
+            serde_json::from_str(r#"{"mode":"AttachedSingle","generation":3,"tenant_conf":{}}"#)
+                .unwrap();
         assert_eq!(lc.generation, Some(3));
-        assert!(serde_json::from_str::<LocationConfig>(r#"{"mode":"AttachedSingle","generation":3}"#).is_err());
+        assert!(serde_json::from_str::<LocationConfig>(
+            r#"{"mode":"AttachedSingle","generation":3}"#
+        )
+        .is_err());
         assert!(serde_json::from_str::<LocationConfig>(
             r#"{"mode":"AttachedSingle","generation":3,"tenant_conf":{},"bogus":1}"#
         )
@@ -261,9 +268,14 @@ mod tests {
             r#"{"new_timeline_id":"11111111111111111111111111111111","ancestor_timeline_id":"22222222222222222222222222222222","ancestor_start_lsn":"0/16B5A50"}"#,
         )
         .unwrap();
-        assert!(matches!(branch.mode, TimelineCreateRequestMode::Branch { .. }));
-        let boot: TimelineCreateRequest =
-            serde_json::from_str(r#"{"new_timeline_id":"11111111111111111111111111111111","pg_version":15}"#).unwrap();
+        assert!(matches!(
+            branch.mode,
+            TimelineCreateRequestMode::Branch { .. }
+        ));
+        let boot: TimelineCreateRequest = serde_json::from_str(
+            r#"{"new_timeline_id":"11111111111111111111111111111111","pg_version":15}"#,
+        )
+        .unwrap();
         assert_eq!(
             boot.mode,
             TimelineCreateRequestMode::Bootstrap {

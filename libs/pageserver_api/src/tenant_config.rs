@@ -200,6 +200,9 @@ mod tests {
         .unwrap();
         let text = serde_json::to_string(&o).unwrap();
         assert_eq!(serde_json::from_str::<TenantConfig>(&text).unwrap(), o);
-        assert!(!text.contains("gc_horizon"), "unset fields are omitted: {text}");
+        assert!(
+            !text.contains("gc_horizon"),
+            "unset fields are omitted: {text}"
+        );
     }
 }

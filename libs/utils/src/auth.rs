@@ -86,7 +86,9 @@ pub struct JwtAuth {
 
 impl fmt::Debug for JwtAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwtAuth").field("keys", &self.keys.len()).finish()
+        f.debug_struct("JwtAuth")
+            .field("keys", &self.keys.len())
+            .finish()
     }
 }
 
@@ -124,8 +126,8 @@ impl JwtAuth {
 
     /// Verifies a token's signature (and `exp`, if present) and returns its claims.
     pub fn decode(&self, token: &str) -> Result<Claims, AuthError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| AuthError(format!("malformed token: {e}")))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| AuthError(format!("malformed token: {e}")))?;
         let kind = match header.alg {
             Algorithm::EdDSA => KeyKind::Ed25519,
             Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => KeyKind::Rsa,
@@ -217,9 +219,10 @@ mod tests {
     fn scope_names() {
         let c: Claims = serde_json::from_str(r#"{"scope":"pageserverapi"}"#).unwrap();
         assert_eq!(c.scope, Scope::PageServerApi);
-        let c: Claims =
-            serde_json::from_str(r#"{"scope":"tenant","tenant_id":"0123456789abcdef0123456789abcdef"}"#)
-                .unwrap();
+        let c: Claims = serde_json::from_str(
+            r#"{"scope":"tenant","tenant_id":"0123456789abcdef0123456789abcdef"}"#,
+        )
+        .unwrap();
         assert_eq!(c.scope, Scope::Tenant);
         assert!(serde_json::from_str::<Claims>(r#"{"scope":"root"}"#).is_err());
     }

@@ -42,9 +42,9 @@ pub fn temp_path(path: &Utf8Path) -> Utf8PathBuf {
 
 /// Atomically and durably replaces `path`'s content with `contents`.
 pub fn overwrite(path: &Utf8Path, contents: &[u8]) -> io::Result<()> {
-    let parent = path
-        .parent()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{path} has no parent")))?;
+    let parent = path.parent().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{path} has no parent"))
+    })?;
     let tmp = temp_path(path);
     {
         let mut file = OpenOptions::new()
@@ -63,9 +63,9 @@ pub fn overwrite(path: &Utf8Path, contents: &[u8]) -> io::Result<()> {
 /// or reliably recognisable as garbage: it is renamed to `<dir>.___deleted`
 /// (durable), then deleted.
 pub fn remove_dir_durable(dir: &Utf8Path) -> io::Result<()> {
-    let parent = dir
-        .parent()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{dir} has no parent")))?;
+    let parent = dir.parent().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{dir} has no parent"))
+    })?;
     let doomed = Utf8PathBuf::from(format!("{dir}.{DELETED_SUFFIX}"));
     if doomed.exists() {
         fs::remove_dir_all(&doomed)?;

@@ -107,7 +107,9 @@ mod tests {
         let upper: TimelineId = s.to_uppercase().parse().unwrap();
         assert_eq!(upper.to_string(), s);
         assert!("0123".parse::<TenantId>().is_err());
-        assert!("zz23456789abcdef0123456789abcdef".parse::<TenantId>().is_err());
+        assert!("zz23456789abcdef0123456789abcdef"
+            .parse::<TenantId>()
+            .is_err());
         assert!(serde_json::from_str::<TenantId>("\"abc\"").is_err());
     }
 }

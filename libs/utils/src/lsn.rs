@@ -34,7 +34,9 @@ impl Lsn {
 impl FromStr for Lsn {
     type Err = LsnParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || LsnParseError { input: s.to_owned() };
+        let err = || LsnParseError {
+            input: s.to_owned(),
+        };
         let (hi, lo) = s.split_once('/').ok_or_else(err)?;
         let valid = |part: &str| !part.is_empty() && part.len() <= 8;
         if !valid(hi) || !valid(lo) {

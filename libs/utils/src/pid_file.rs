@@ -71,7 +71,10 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             std::process::id().to_string()
         );
-        assert!(matches!(claim(&path), Err(PidFileError::AlreadyLocked { .. })));
+        assert!(matches!(
+            claim(&path),
+            Err(PidFileError::AlreadyLocked { .. })
+        ));
         drop(guard);
         claim(&path).unwrap();
     }

@@ -11,11 +11,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::id::TenantId;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct ShardNumber(pub u8);
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct ShardCount(pub u8);
 
@@ -48,7 +52,9 @@ impl fmt::Display for ShardIndex {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid tenant shard id {input:?}: expected a 32-hex tenant id, optionally followed by -NNCC")]
+#[error(
+    "invalid tenant shard id {input:?}: expected a 32-hex tenant id, optionally followed by -NNCC"
+)]
 pub struct TenantShardIdParseError {
     pub input: String,
 }
@@ -58,7 +64,9 @@ impl FromStr for ShardIndex {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut bytes = [0u8; 2];
         if s.len() != 4 || hex::decode_to_slice(s, &mut bytes).is_err() {
-            return Err(TenantShardIdParseError { input: s.to_owned() });
+            return Err(TenantShardIdParseError {
+                input: s.to_owned(),
+            });
         }
         Ok(ShardIndex {
             shard_number: ShardNumber(bytes[0]),
@@ -109,7 +117,9 @@ impl fmt::Display for TenantShardId {
 impl FromStr for TenantShardId {
     type Err = TenantShardIdParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || TenantShardIdParseError { input: s.to_owned() };
+        let err = || TenantShardIdParseError {
+            input: s.to_owned(),
+        };
         match s.len() {
             32 => Ok(Self::unsharded(s.parse().map_err(|_| err())?)),
             37 => {
@@ -156,7 +166,13 @@ mod tests {
         assert_eq!(sharded.shard_count, ShardCount(4));
         assert_eq!(sharded.to_string(), format!("{t}-0104"));
 
-        for bad in ["", "xyz", &format!("{t}-01"), &format!("{t}_0104"), &format!("{t}-01zz")] {
+        for bad in [
+            "",
+            "xyz",
+            &format!("{t}-01"),
+            &format!("{t}_0104"),
+            &format!("{t}-01zz"),
+        ] {
             assert!(bad.parse::<TenantShardId>().is_err(), "{bad}");
         }
     }

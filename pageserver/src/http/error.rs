@@ -72,14 +72,19 @@ impl From<MgrError> for ApiError {
             MgrError::PreconditionFailed(_) => ApiError::PreconditionFailed(msg),
             MgrError::NotAcceptable(_) => ApiError::NotAcceptable(msg),
             MgrError::ShuttingDown => ApiError::ShuttingDown,
-            MgrError::Broken(..) | MgrError::Persistence(_) | MgrError::Join(_) => ApiError::Internal(msg),
+            MgrError::Broken(..) | MgrError::Persistence(_) | MgrError::Join(_) => {
+                ApiError::Internal(msg)
+            }
         }
     }
 }
 
 /// A JSON response; serialising our own models cannot fail, but if it did the
 /// client gets a 500 rather than the process a panic.
-pub fn json_response<T: serde::Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
+pub fn json_response<T: serde::Serialize + ?Sized>(
+    status: StatusCode,
+    body: &T,
+) -> Response<Full<Bytes>> {
     let (status, bytes) = match serde_json::to_vec(body) {
         Ok(bytes) => (status, bytes),
         Err(e) => (

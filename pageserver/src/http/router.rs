@@ -134,10 +134,17 @@ pub async fn handle(state: Arc<HttpState>, request: Request<Incoming>) -> Respon
 
 type Labelled<T> = Result<(&'static str, T), (&'static str, ApiError)>;
 
-async fn dispatch(state: &Arc<HttpState>, request: Request<Incoming>) -> Labelled<Response<Full<Bytes>>> {
+async fn dispatch(
+    state: &Arc<HttpState>,
+    request: Request<Incoming>,
+) -> Labelled<Response<Full<Bytes>>> {
     const UNMATCHED: &str = "unmatched";
     let path = request.uri().path();
-    let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
     let matched = MATCHER
         .at(path)
         .map_err(|_| (UNMATCHED, ApiError::NotFound("page not found".to_owned())))?;
@@ -161,7 +168,9 @@ async fn dispatch(state: &Arc<HttpState>, request: Request<Incoming>) -> Labelle
     authorize(state, route, &request, &params).map_err(with_label)?;
 
     if utils::failpoint::hit("http-request-panic").await {
-        return Err(with_label(ApiError::Internal("failpoint http-request-panic".to_owned())));
+        return Err(with_label(ApiError::Internal(
+            "failpoint http-request-panic".to_owned(),
+        )));
     }
 
     let query = request.uri().query().map(str::to_owned);
@@ -183,7 +192,10 @@ async fn dispatch(state: &Arc<HttpState>, request: Request<Incoming>) -> Labelle
         query,
         body,
     };
-    (route.handler)(ctx).await.map(|r| (label, r)).map_err(with_label)
+    (route.handler)(ctx)
+        .await
+        .map(|r| (label, r))
+        .map_err(with_label)
 }
 
 fn authorize(
@@ -207,7 +219,11 @@ fn authorize(
         .ok()
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::trim)
-        .ok_or_else(|| ApiError::Unauthorized("malformed Authorization header: expected Bearer <token>".to_owned()))?;
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "malformed Authorization header: expected Bearer <token>".to_owned(),
+            )
+        })?;
     let claims = auth
         .decode(token)
         .map_err(|e| ApiError::Unauthorized(e.to_string()))?;

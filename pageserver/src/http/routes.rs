@@ -29,22 +29,60 @@ pub static ROUTES: &[Route] = &[
     route!(GET, "/v1/tenant", NodeWide, tenant_list),
     route!(POST, "/v1/tenant", NodeWide, tenant_create),
     route!(GET, "/v1/tenant/{tenant_shard_id}", Tenant, tenant_details),
-    route!(DELETE, "/v1/tenant/{tenant_shard_id}", Tenant, tenant_delete),
-    route!(PUT, "/v1/tenant/{tenant_shard_id}/location_config", Tenant, location_config),
-    route!(GET, "/v1/tenant/{tenant_shard_id}/config", Tenant, tenant_config),
-    route!(GET, "/v1/tenant/{tenant_shard_id}/timeline", Tenant, timeline_list),
-    route!(POST, "/v1/tenant/{tenant_shard_id}/timeline", Tenant, timeline_create),
-    route!(GET, "/v1/tenant/{tenant_shard_id}/timeline/{timeline_id}", Tenant, timeline_details),
-    route!(DELETE, "/v1/tenant/{tenant_shard_id}/timeline/{timeline_id}", Tenant, timeline_delete),
+    route!(
+        DELETE,
+        "/v1/tenant/{tenant_shard_id}",
+        Tenant,
+        tenant_delete
+    ),
+    route!(
+        PUT,
+        "/v1/tenant/{tenant_shard_id}/location_config",
+        Tenant,
+        location_config
+    ),
+    route!(
+        GET,
+        "/v1/tenant/{tenant_shard_id}/config",
+        Tenant,
+        tenant_config
+    ),
+    route!(
+        GET,
+        "/v1/tenant/{tenant_shard_id}/timeline",
+        Tenant,
+        timeline_list
+    ),
+    route!(
+        POST,
+        "/v1/tenant/{tenant_shard_id}/timeline",
+        Tenant,
+        timeline_create
+    ),
+    route!(
+        GET,
+        "/v1/tenant/{tenant_shard_id}/timeline/{timeline_id}",
+        Tenant,
+        timeline_details
+    ),
+    route!(
+        DELETE,
+        "/v1/tenant/{tenant_shard_id}/timeline/{timeline_id}",
+        Tenant,
+        timeline_delete
+    ),
     route!(PUT, "/v1/failpoints", NodeWide, failpoints),
 ];
 
 async fn status(ctx: RequestContext) -> HandlerResult {
-    ok_json(&StatusResponse { id: ctx.state.conf.id })
+    ok_json(&StatusResponse {
+        id: ctx.state.conf.id,
+    })
 }
 
 async fn metrics(_ctx: RequestContext) -> HandlerResult {
-    let text = crate::metrics::gather_text().map_err(|e| ApiError::Internal(format!("cannot encode metrics: {e}")))?;
+    let text = crate::metrics::gather_text()
+        .map_err(|e| ApiError::Internal(format!("cannot encode metrics: {e}")))?;
     let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(text)));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -71,7 +109,10 @@ async fn tenant_create(ctx: RequestContext) -> HandlerResult {
     };
     let tenant_conf: TenantConfig = serde_json::from_value(serde_json::Value::Object(body))
         .map_err(|e| ApiError::BadRequest(format!("tenant config: {e}")))?;
-    ctx.state.tenants.create_tenant(tenant_id, tenant_conf).await?;
+    ctx.state
+        .tenants
+        .create_tenant(tenant_id, tenant_conf)
+        .await?;
     Ok(json_response(StatusCode::CREATED, &tenant_id))
 }
 
@@ -80,7 +121,10 @@ async fn tenant_details(ctx: RequestContext) -> HandlerResult {
 }
 
 async fn tenant_delete(ctx: RequestContext) -> HandlerResult {
-    ctx.state.tenants.delete_tenant(ctx.tenant_shard_id()?).await?;
+    ctx.state
+        .tenants
+        .delete_tenant(ctx.tenant_shard_id()?)
+        .await?;
     ok_json(&())
 }
 
@@ -95,7 +139,12 @@ async fn tenant_config(ctx: RequestContext) -> HandlerResult {
 }
 
 async fn timeline_list(ctx: RequestContext) -> HandlerResult {
-    ok_json(&ctx.state.tenants.list_timelines(ctx.tenant_shard_id()?).await?)
+    ok_json(
+        &ctx.state
+            .tenants
+            .list_timelines(ctx.tenant_shard_id()?)
+            .await?,
+    )
 }
 
 async fn timeline_create(ctx: RequestContext) -> HandlerResult {
@@ -164,7 +213,13 @@ mod tests {
             .collect();
         let undocumented: Vec<_> = served.difference(&documented).collect();
         let phantom: Vec<_> = documented.difference(&served).collect();
-        assert!(undocumented.is_empty(), "routes missing from openapi_spec.yml: {undocumented:?}");
-        assert!(phantom.is_empty(), "spec documents routes the server lacks: {phantom:?}");
+        assert!(
+            undocumented.is_empty(),
+            "routes missing from openapi_spec.yml: {undocumented:?}"
+        );
+        assert!(
+            phantom.is_empty(),
+            "spec documents routes the server lacks: {phantom:?}"
+        );
     }
 }

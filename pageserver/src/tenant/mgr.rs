@@ -21,7 +21,9 @@ use utils::id::{TenantId, TimelineId};
 use utils::lsn::Lsn;
 use utils::shard::TenantShardId;
 
-use super::persistence::{self, CreationParams, PersistedLocation, PersistenceError, TimelineMetadata};
+use super::persistence::{
+    self, CreationParams, PersistedLocation, PersistenceError, TimelineMetadata,
+};
 use super::Tenant;
 use crate::config::PageServerConf;
 
@@ -131,7 +133,11 @@ impl TenantManager {
 
     /// Legacy `POST /v1/tenant`: a new unsharded tenant in generation 1, this
     /// node being its own generation authority.
-    pub async fn create_tenant(&self, tenant_id: TenantId, tenant_conf: TenantConfig) -> Result<(), MgrError> {
+    pub async fn create_tenant(
+        &self,
+        tenant_id: TenantId,
+        tenant_conf: TenantConfig,
+    ) -> Result<(), MgrError> {
         let id = TenantShardId::unsharded(tenant_id);
         let mut inner = self.lock().await?;
         if inner.tenants.contains_key(&id) {
@@ -159,7 +165,11 @@ impl TenantManager {
         Ok(())
     }
 
-    async fn persist_location(&self, id: TenantShardId, location: PersistedLocation) -> Result<(), MgrError> {
+    async fn persist_location(
+        &self,
+        id: TenantShardId,
+        location: PersistedLocation,
+    ) -> Result<(), MgrError> {
         let path = self.tenants_path.clone();
         blocking(move || persistence::write_location(&path, &id, &location)).await
     }
@@ -276,10 +286,18 @@ impl TenantManager {
     pub async fn list_timelines(&self, id: TenantShardId) -> Result<Vec<TimelineInfo>, MgrError> {
         let inner = self.lock().await?;
         let tenant = Self::active_tenant(&inner, id)?;
-        Ok(tenant.timelines.values().map(|m| tenant.timeline_info(m)).collect())
+        Ok(tenant
+            .timelines
+            .values()
+            .map(|m| tenant.timeline_info(m))
+            .collect())
     }
 
-    pub async fn timeline(&self, id: TenantShardId, timeline_id: TimelineId) -> Result<TimelineInfo, MgrError> {
+    pub async fn timeline(
+        &self,
+        id: TenantShardId,
+        timeline_id: TimelineId,
+    ) -> Result<TimelineInfo, MgrError> {
         let inner = self.lock().await?;
         let tenant = Self::active_tenant(&inner, id)?;
         let meta = tenant
@@ -365,14 +383,21 @@ impl TenantManager {
         let path = self.tenants_path.clone();
         let to_write = meta.clone();
         blocking(move || persistence::write_timeline(&path, &id, &to_write)).await?;
-        let tenant = inner.tenants.get_mut(&id).ok_or(MgrError::TenantNotFound(id))?;
+        let tenant = inner
+            .tenants
+            .get_mut(&id)
+            .ok_or(MgrError::TenantNotFound(id))?;
         tenant.timelines.insert(timeline_id, meta.clone());
         tracing::info!(tenant_id = %id, %timeline_id, "created timeline");
         Ok(tenant.timeline_info(&meta))
     }
 
     /// `DELETE /v1/tenant/:id/timeline/:timeline_id`.
-    pub async fn delete_timeline(&self, id: TenantShardId, timeline_id: TimelineId) -> Result<(), MgrError> {
+    pub async fn delete_timeline(
+        &self,
+        id: TenantShardId,
+        timeline_id: TimelineId,
+    ) -> Result<(), MgrError> {
         let mut inner = self.lock().await?;
         let Some(tenant) = inner.tenants.get(&id) else {
             return Err(MgrError::PreconditionFailed(format!(

@@ -128,7 +128,9 @@ pub fn tenant_dir(tenants: &Utf8Path, id: &TenantShardId) -> Utf8PathBuf {
 }
 
 pub fn timeline_dir(tenants: &Utf8Path, id: &TenantShardId, timeline: &TimelineId) -> Utf8PathBuf {
-    tenant_dir(tenants, id).join(TIMELINES_DIR).join(timeline.to_string())
+    tenant_dir(tenants, id)
+        .join(TIMELINES_DIR)
+        .join(timeline.to_string())
 }
 
 /// Creates or updates a tenant's directory and location file.
@@ -138,10 +140,11 @@ pub fn write_location(
     location: &PersistedLocation,
 ) -> Result<(), PersistenceError> {
     let dir = tenant_dir(tenants, id);
-    let text = toml_edit::ser::to_string_pretty(location).map_err(|e| PersistenceError::Encode {
-        what: format!("location config of tenant {id}"),
-        message: e.to_string(),
-    })?;
+    let text =
+        toml_edit::ser::to_string_pretty(location).map_err(|e| PersistenceError::Encode {
+            what: format!("location config of tenant {id}"),
+            message: e.to_string(),
+        })?;
     let timelines = dir.join(TIMELINES_DIR);
     if !timelines.exists() {
         crashsafe::create_dir_durable(&timelines).map_err(io_err("create", &timelines))?;
@@ -183,7 +186,9 @@ pub fn remove_timeline(
 
 /// Reads every tenant under `tenants`, removing leftovers of interrupted
 /// writes and deletions first. Unreadable tenants come back broken.
-pub fn load_tenants(tenants: &Utf8Path) -> Result<BTreeMap<TenantShardId, Tenant>, PersistenceError> {
+pub fn load_tenants(
+    tenants: &Utf8Path,
+) -> Result<BTreeMap<TenantShardId, Tenant>, PersistenceError> {
     if !tenants.exists() {
         crashsafe::create_dir_durable(tenants).map_err(io_err("create", tenants))?;
     }
@@ -221,9 +226,10 @@ pub fn load_tenants(tenants: &Utf8Path) -> Result<BTreeMap<TenantShardId, Tenant
 fn load_tenant(tenants: &Utf8Path, id: TenantShardId) -> Result<Tenant, String> {
     let dir = tenant_dir(tenants, &id);
     let location_path = dir.join(LOCATION_CONFIG_FILE);
-    let text = std::fs::read_to_string(&location_path).map_err(|e| format!("cannot read {location_path}: {e}"))?;
-    let location: PersistedLocation =
-        toml_edit::de::from_str(&text).map_err(|e| format!("corrupt {location_path}: {}", e.message().trim()))?;
+    let text = std::fs::read_to_string(&location_path)
+        .map_err(|e| format!("cannot read {location_path}: {e}"))?;
+    let location: PersistedLocation = toml_edit::de::from_str(&text)
+        .map_err(|e| format!("corrupt {location_path}: {}", e.message().trim()))?;
 
     let timelines_dir = dir.join(TIMELINES_DIR);
     let mut timelines = BTreeMap::new();
@@ -300,7 +306,8 @@ mod tests {
         };
         write_location(&tenants, &id, &location).unwrap();
         let tl = TimelineId::generate();
-        let meta = TimelineMetadata::new(tl, None, 15, CreationParams::Bootstrap { pg_version: 15 });
+        let meta =
+            TimelineMetadata::new(tl, None, 15, CreationParams::Bootstrap { pg_version: 15 });
         write_timeline(&tenants, &id, &meta).unwrap();
         // An unacknowledged creation: directory without metadata.
         std::fs::create_dir_all(timeline_dir(&tenants, &id, &TimelineId::generate())).unwrap();
@@ -312,7 +319,11 @@ mod tests {
         assert_eq!(t.timelines.len(), 1);
         assert_eq!(t.timelines[&tl], meta);
 
-        std::fs::write(tenant_dir(&tenants, &id).join(LOCATION_CONFIG_FILE), "mode = 7").unwrap();
+        std::fs::write(
+            tenant_dir(&tenants, &id).join(LOCATION_CONFIG_FILE),
+            "mode = 7",
+        )
+        .unwrap();
         let loaded = load_tenants(&tenants).unwrap();
         let reason = loaded[&id].broken.clone().unwrap();
         assert!(reason.contains(LOCATION_CONFIG_FILE), "{reason}");
