@@ -143,28 +143,77 @@ pub struct TimelineCreateRequest {
     pub mode: TimelineCreateRequestMode,
 }
 
+/// The creation mode is chosen by which fields are present (`ancestor_timeline_id`
+/// ⇒ branch, `import_pgdata` ⇒ import, otherwise bootstrap), and then every
+/// field is parsed strictly: a malformed ancestor id is an error, never a
+/// silent fall-through to another mode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, try_from = "RawTimelineCreateMode")]
 pub enum TimelineCreateRequestMode {
     Branch {
         ancestor_timeline_id: TimelineId,
-        #[serde(default)]
         ancestor_start_lsn: Option<Lsn>,
         /// Accepted for compatibility; a branch inherits its ancestor's version.
-        #[serde(default)]
         pg_version: Option<u32>,
-        #[serde(default)]
         read_only: bool,
     },
     ImportPgdata {
         import_pgdata: serde_json::Value,
     },
     Bootstrap {
-        #[serde(default)]
         existing_initdb_timeline_id: Option<TimelineId>,
-        #[serde(default)]
         pg_version: Option<u32>,
     },
+}
+
+#[derive(Deserialize)]
+struct RawTimelineCreateMode {
+    #[serde(default)]
+    ancestor_timeline_id: Option<TimelineId>,
+    #[serde(default)]
+    ancestor_start_lsn: Option<Lsn>,
+    #[serde(default)]
+    pg_version: Option<u32>,
+    #[serde(default)]
+    read_only: Option<bool>,
+    #[serde(default)]
+    import_pgdata: Option<serde_json::Value>,
+    #[serde(default)]
+    existing_initdb_timeline_id: Option<TimelineId>,
+}
+
+impl TryFrom<RawTimelineCreateMode> for TimelineCreateRequestMode {
+    type Error = String;
+    fn try_from(raw: RawTimelineCreateMode) -> Result<Self, Self::Error> {
+        match (raw.ancestor_timeline_id, raw.import_pgdata) {
+            (Some(_), Some(_)) => {
+                Err("ancestor_timeline_id and import_pgdata are mutually exclusive".to_owned())
+            }
+            (Some(ancestor_timeline_id), None) => {
+                if raw.existing_initdb_timeline_id.is_some() {
+                    return Err("existing_initdb_timeline_id is not valid for a branch".to_owned());
+                }
+                Ok(Self::Branch {
+                    ancestor_timeline_id,
+                    ancestor_start_lsn: raw.ancestor_start_lsn,
+                    pg_version: raw.pg_version,
+                    read_only: raw.read_only.unwrap_or(false),
+                })
+            }
+            (None, Some(import_pgdata)) => Ok(Self::ImportPgdata { import_pgdata }),
+            (None, None) => {
+                if raw.ancestor_start_lsn.is_some() || raw.read_only.is_some() {
+                    return Err(
+                        "ancestor_start_lsn and read_only need ancestor_timeline_id".to_owned()
+                    );
+                }
+                Ok(Self::Bootstrap {
+                    existing_initdb_timeline_id: raw.existing_initdb_timeline_id,
+                    pg_version: raw.pg_version,
+                })
+            }
+        }
+    }
 }
 
 /// A timeline's lifecycle state: `"Active"` or `{"Broken": {...}}`.
@@ -283,5 +332,15 @@ mod tests {
                 pg_version: Some(15)
             }
         );
+        for bad in [
+            r#"{"new_timeline_id":"11111111111111111111111111111111","ancestor_timeline_id":"nope"}"#,
+            r#"{"new_timeline_id":"11111111111111111111111111111111","ancestor_start_lsn":"0/10"}"#,
+            r#"{"new_timeline_id":"11111111111111111111111111111111","pg_version":"x"}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<TimelineCreateRequest>(bad).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

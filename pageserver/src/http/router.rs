@@ -24,6 +24,7 @@ use crate::tenant::mgr::TenantManager;
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 const LAUNCH_TIMESTAMP_HEADER: &str = "pageserver_launch_timestamp";
+const FAILPOINTS_ROUTE: &str = "/v1/failpoints";
 
 /// Everything a handler may use.
 pub struct HttpState {
@@ -167,7 +168,8 @@ async fn dispatch(
 
     authorize(state, route, &request, &params).map_err(with_label)?;
 
-    if utils::failpoint::hit("http-request-panic").await {
+    // The failpoints route itself is exempt, so an armed point can be disarmed.
+    if route.path != FAILPOINTS_ROUTE && utils::failpoint::hit("http-request-panic").await {
         return Err(with_label(ApiError::Internal(
             "failpoint http-request-panic".to_owned(),
         )));
