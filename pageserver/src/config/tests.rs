@@ -227,10 +227,12 @@ fn example_config_is_complete_and_valid() {
     );
     // The documented tenant defaults are the real ones, except for keys whose
     // default is "unset", which the example shows with a sample value.
-    let mut expected = TenantConfigToml::default();
-    expected.l0_flush_delay_threshold = parsed.tenant_config.l0_flush_delay_threshold;
-    expected.l0_flush_stall_threshold = parsed.tenant_config.l0_flush_stall_threshold;
-    expected.min_resident_size_override = parsed.tenant_config.min_resident_size_override;
-    expected.sampling_ratio = parsed.tenant_config.sampling_ratio;
+    let expected = TenantConfigToml {
+        l0_flush_delay_threshold: parsed.tenant_config.l0_flush_delay_threshold,
+        l0_flush_stall_threshold: parsed.tenant_config.l0_flush_stall_threshold,
+        min_resident_size_override: parsed.tenant_config.min_resident_size_override,
+        sampling_ratio: parsed.tenant_config.sampling_ratio,
+        ..Default::default()
+    };
     assert_eq!(parsed.tenant_config, expected);
 }

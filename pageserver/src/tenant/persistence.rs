@@ -294,8 +294,10 @@ mod tests {
         let (_tmp, tenants) = tenants_dir();
         std::fs::create_dir_all(&tenants).unwrap();
         let id: TenantShardId = "0123456789abcdef0123456789abcdef".parse().unwrap();
-        let mut tenant_conf = TenantConfig::default();
-        tenant_conf.gc_period = Some(std::time::Duration::from_secs(90));
+        let tenant_conf = TenantConfig {
+            gc_period: Some(std::time::Duration::from_secs(90)),
+            ..Default::default()
+        };
         let location = PersistedLocation {
             mode: LocationConfigMode::AttachedSingle,
             generation: 4,
