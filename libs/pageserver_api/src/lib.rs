@@ -4,5 +4,6 @@
 //! agree on field names and shapes (which follow Neon's for compatibility).
 
 pub mod config;
+pub mod key;
 pub mod models;
 pub mod tenant_config;

@@ -1,0 +1,1 @@
+//! Checksummed block files: the storage primitive under delta and image layers.
