@@ -66,7 +66,9 @@ impl Key {
     }
 
     pub fn from_slice(b: &[u8]) -> Result<Key, KeyError> {
-        let b: &[u8; KEY_SIZE] = b.try_into().map_err(|_| KeyError::BadLength { len: b.len() })?;
+        let b: &[u8; KEY_SIZE] = b
+            .try_into()
+            .map_err(|_| KeyError::BadLength { len: b.len() })?;
         Ok(Key::from_array(b))
     }
 
@@ -158,7 +160,9 @@ impl FromStr for Key {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut b = [0u8; KEY_SIZE];
         if s.len() != 2 * KEY_SIZE || hex::decode_to_slice(s, &mut b).is_err() {
-            return Err(KeyError::BadText { input: s.to_owned() });
+            return Err(KeyError::BadText {
+                input: s.to_owned(),
+            });
         }
         Ok(Key::from_array(&b))
     }
@@ -172,7 +176,9 @@ impl Serialize for Key {
 
 impl<'de> Deserialize<'de> for Key {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 

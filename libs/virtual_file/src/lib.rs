@@ -102,7 +102,11 @@ impl VirtualFile {
         &self.path
     }
 
-    pub async fn read_exact_at(&self, mut buf: IoBuffer, offset: u64) -> (IoBuffer, io::Result<()>) {
+    pub async fn read_exact_at(
+        &self,
+        mut buf: IoBuffer,
+        offset: u64,
+    ) -> (IoBuffer, io::Result<()>) {
         let file = Arc::clone(&self.file);
         match tokio::task::spawn_blocking(move || {
             let res = file.read_exact_at(&mut buf, offset);

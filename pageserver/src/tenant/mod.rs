@@ -6,8 +6,10 @@
 //! owns them all; [`persistence`] keeps them on local disk, written crash-safely
 //! so that whatever the API acknowledged survives a crash or restart.
 
+pub mod layer_map;
 pub mod mgr;
 pub mod persistence;
+pub mod storage_layer;
 
 use std::collections::BTreeMap;
 
