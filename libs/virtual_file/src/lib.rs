@@ -1,4 +1,5 @@
-//! `VirtualFile`: positional file IO with owned buffers for the storage engine.
+//! `virtual_file`: positional file IO with owned buffers for the storage
+//! engine, over a bounded node-wide fd table and a choice of IO engines.
 //!
 //! API contract (stable; the implementation behind it may change):
 //! - [`IoBuffer`] is an owned, zero-initialised, fixed-length byte buffer whose
@@ -6,143 +7,133 @@
 //! - [`VirtualFile::read_exact_at`] fills the whole buffer from `offset` and
 //!   hands the buffer back with the result (owned-buffer style, as io_uring
 //!   needs); a short file is an `UnexpectedEof` error.
+//!   [`VirtualFile::read_exact_at_many`] does the same for a batch, issued at
+//!   once, results in request order.
 //! - [`VirtualFile::write_all_at`] writes the whole buffer at `offset`.
+//! - A `VirtualFile` is `Clone + Send + Sync`; clones share one file.
 //!
-//! This first version is std-fs only, run on the blocking pool.
+//! Process-wide state, owned here: the node settings chosen once by [`init`]
+//! (or defaults: std-fs, buffered, 1000 fds, latched on first use), the fd
+//! table sized from them, and the counters behind [`stats`]. The io_uring
+//! ring is started on first use by `engine::uring`.
+//!
+//! Modules: `buffer` (aligned buffers), `config` (settings and their
+//! parsing), `fd_cache` (the bounded fd table), `engine` (std-fs and io_uring
+//! back ends), `align` (direct-IO bounce arithmetic), `file` (`VirtualFile`),
+//! `metrics`, `error`.
+//!
+//! Callers: the pageserver binary calls [`init`] at startup and exports
+//! [`stats`]; `blockfile` and the pageserver's layer code do the IO.
 
-use std::fs::File;
-use std::io;
-use std::ops::{Deref, DerefMut};
-use std::os::unix::fs::FileExt;
-use std::sync::Arc;
+mod align;
+mod buffer;
+mod config;
+mod engine;
+mod error;
+mod fd_cache;
+mod file;
+mod metrics;
 
-use camino::{Utf8Path, Utf8PathBuf};
+use std::sync::OnceLock;
+
+pub use buffer::IoBuffer;
+pub use config::{
+    Config, EngineUnavailable, InitError, InitOutcome, IoEngineKind, IoMode, ParseError,
+    DEFAULT_MAX_FILE_DESCRIPTORS,
+};
+pub use error::VirtualFileError;
+pub use file::{OpenOptions, VirtualFile};
+pub use metrics::{stats, Stats};
+
+use engine::Engine;
+use fd_cache::FdCache;
 
 /// Alignment of buffers, offsets and lengths for direct IO.
 pub const IO_ALIGN: usize = 4096;
 
-/// An owned, zero-initialised, fixed-length buffer.
-#[derive(Clone, PartialEq, Eq)]
-pub struct IoBuffer {
-    bytes: Box<[u8]>,
+/// The settings in effect for this process.
+struct Node {
+    outcome: InitOutcome,
+    engine: Engine,
+    fd_cache: FdCache,
 }
 
-impl IoBuffer {
-    pub fn zeroed(len: usize) -> IoBuffer {
-        IoBuffer {
-            bytes: vec![0u8; len].into_boxed_slice(),
+impl Node {
+    fn build(config: Config) -> Node {
+        let (engine, fallback_reason) = Engine::resolve(config.io_engine);
+        let max = config.max_file_descriptors.max(1);
+        Node {
+            outcome: InitOutcome {
+                io_engine: engine.kind(),
+                io_mode: config.io_mode,
+                max_file_descriptors: max,
+                fallback_reason,
+            },
+            engine,
+            fd_cache: FdCache::new(max),
         }
     }
+}
 
-    pub fn from_slice(data: &[u8]) -> IoBuffer {
-        IoBuffer {
-            bytes: data.to_vec().into_boxed_slice(),
-        }
+static NODE: OnceLock<Node> = OnceLock::new();
+
+/// The node settings, latching the defaults if [`init`] was not called.
+fn node() -> &'static Node {
+    NODE.get_or_init(|| Node::build(Config::default()))
+}
+
+/// Applies `config` for the whole process. Call once, at startup, before any
+/// file is opened.
+///
+/// If io-uring is requested but the kernel refuses it, std-fs is used and
+/// [`InitOutcome::fallback_reason`] says why; the caller should log it.
+/// Fails if settings are already in effect (an earlier `init`, or a file used
+/// before `init` latched the defaults).
+pub fn init(config: Config) -> Result<InitOutcome, InitError> {
+    if config.max_file_descriptors == 0 {
+        return Err(InitError::ZeroFileDescriptors);
+    }
+    let mut applied = false;
+    let node = NODE.get_or_init(|| {
+        applied = true;
+        Node::build(config)
+    });
+    if applied {
+        Ok(node.outcome.clone())
+    } else {
+        Err(InitError::AlreadyInitialized(Box::new(
+            node.outcome.clone(),
+        )))
     }
 }
 
-impl std::fmt::Debug for IoBuffer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "IoBuffer({} bytes)", self.bytes.len())
-    }
+/// (occupied, capacity) of the node-wide fd table, zeros if not yet built.
+fn fd_table_usage() -> (usize, usize) {
+    NODE.get()
+        .map(|n| (n.fd_cache.occupied(), n.fd_cache.capacity()))
+        .unwrap_or((0, 0))
 }
 
-impl Deref for IoBuffer {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.bytes
-    }
+/// The settings in effect (latching the defaults if [`init`] was not called).
+pub fn current() -> InitOutcome {
+    node().outcome.clone()
 }
 
-impl DerefMut for IoBuffer {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.bytes
-    }
+/// Whether io_uring can be used in this process; the error is the reason it
+/// cannot (the same one [`init`] would report). Starts the ring if needed.
+pub fn io_uring_available() -> Result<(), EngineUnavailable> {
+    engine::uring::global().map(|_| ())
 }
 
-/// An open file addressed by position.
-#[derive(Debug, Clone)]
-pub struct VirtualFile {
-    path: Utf8PathBuf,
-    file: Arc<File>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl VirtualFile {
-    /// Opens an existing file for reading.
-    pub async fn open(path: &Utf8Path) -> io::Result<VirtualFile> {
-        let owned = path.to_owned();
-        let file = tokio::task::spawn_blocking(move || File::open(&owned))
-            .await
-            .map_err(io::Error::other)??;
-        Ok(VirtualFile {
-            path: path.to_owned(),
-            file: Arc::new(file),
-        })
-    }
+    fn assert_send_sync<T: Send + Sync + Clone + std::fmt::Debug>() {}
 
-    /// Creates a new file for writing (fails if it exists).
-    pub async fn create_new(path: &Utf8Path) -> io::Result<VirtualFile> {
-        let owned = path.to_owned();
-        let file = tokio::task::spawn_blocking(move || {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&owned)
-        })
-        .await
-        .map_err(io::Error::other)??;
-        Ok(VirtualFile {
-            path: path.to_owned(),
-            file: Arc::new(file),
-        })
-    }
-
-    pub fn path(&self) -> &Utf8Path {
-        &self.path
-    }
-
-    pub async fn read_exact_at(
-        &self,
-        mut buf: IoBuffer,
-        offset: u64,
-    ) -> (IoBuffer, io::Result<()>) {
-        let file = Arc::clone(&self.file);
-        match tokio::task::spawn_blocking(move || {
-            let res = file.read_exact_at(&mut buf, offset);
-            (buf, res)
-        })
-        .await
-        {
-            Ok(out) => out,
-            Err(e) => (IoBuffer::zeroed(0), Err(io::Error::other(e))),
-        }
-    }
-
-    pub async fn write_all_at(&self, buf: IoBuffer, offset: u64) -> (IoBuffer, io::Result<()>) {
-        let file = Arc::clone(&self.file);
-        match tokio::task::spawn_blocking(move || {
-            let res = file.write_all_at(&buf, offset);
-            (buf, res)
-        })
-        .await
-        {
-            Ok(out) => out,
-            Err(e) => (IoBuffer::zeroed(0), Err(io::Error::other(e))),
-        }
-    }
-
-    pub async fn sync_all(&self) -> io::Result<()> {
-        let file = Arc::clone(&self.file);
-        tokio::task::spawn_blocking(move || file.sync_all())
-            .await
-            .map_err(io::Error::other)?
-    }
-
-    pub async fn len(&self) -> io::Result<u64> {
-        let file = Arc::clone(&self.file);
-        tokio::task::spawn_blocking(move || file.metadata().map(|m| m.len()))
-            .await
-            .map_err(io::Error::other)?
+    #[test]
+    fn public_types_are_thread_safe() {
+        assert_send_sync::<VirtualFile>();
+        assert_send_sync::<IoBuffer>();
     }
 }
