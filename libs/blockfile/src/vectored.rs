@@ -1,0 +1,438 @@
+//! Vectored blob reads: plan, coalesce, issue, verify, slice.
+//!
+//! [`read_blobs`] serves many [`BlobRef`]s with few large IOs:
+//!
+//! 1. **Plan.** Requests are sorted and deduplicated. A blob's length is only
+//!    known once its header is read, so the planner bounds each blob's end by
+//!    the smallest of: the next requested blob's start (blobs never overlap),
+//!    its start plus the largest stored blob of the file (kept in the
+//!    header), and the end of the blob stream. Consecutive blobs join one IO
+//!    when at most [`MAX_GAP_BLOCKS`] unneeded blocks separate them and the
+//!    IO stays within `max_io_size`. The last blob of an IO is read
+//!    speculatively up to [`SPECULATIVE_TAIL`] bytes, which covers an 8 KiB
+//!    page image and its header in the same IO.
+//! 2. **Issue.** IOs run one after another or, with
+//!    [`Concurrency::Concurrent`], as tokio tasks (at most [`MAX_IN_FLIGHT`]
+//!    at a time). Every block's checksum is verified inside the IO task.
+//! 3. **Slice.** Each blob's header is decoded and its bytes are copied out,
+//!    skipping the checksum trailers. A blob that runs past the end of its IO
+//!    gets exact follow-up IOs (also at most `max_io_size` each). A damaged
+//!    block fails only the blobs that touch it.
+//!
+//! [`VectoredStats`] reports the IOs issued, so tests and metrics can see
+//! the coalescing. Called by [`crate::BlockFile::read_blobs`] and
+//! [`crate::BlockFile::read_blob`].
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use camino::Utf8Path;
+use virtual_file::{IoBuffer, VirtualFile};
+
+use crate::blob::{
+    decode_header, decompress_bounded, header_len, BlobHeader, BlobRef, Compression,
+    DecompressError,
+};
+use crate::block::{block_offset, verify_block, BlockNo, BLOCK_SIZE, PAYLOAD_SIZE};
+use crate::error::{BlockFileError, Result};
+use crate::reader::Inner;
+
+/// Default upper bound of one coalesced IO.
+pub const DEFAULT_MAX_IO_SIZE: usize = 128 * 1024;
+
+/// Unneeded blocks an IO may read to join two blobs.
+pub const MAX_GAP_BLOCKS: BlockNo = 1;
+
+/// Bytes read past the start of the last blob of an IO when its length is
+/// unknown: a full 8 KiB page plus a long header.
+pub const SPECULATIVE_TAIL: u64 = 8192 + 4;
+
+/// IOs in flight at once with [`Concurrency::Concurrent`].
+pub const MAX_IN_FLIGHT: usize = 16;
+
+/// How the IOs of one vectored read are issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    /// One IO after another on the calling task.
+    Sequential,
+    /// All IOs as concurrent tokio tasks (bounded by [`MAX_IN_FLIGHT`]).
+    Concurrent,
+}
+
+/// What one vectored read did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VectoredStats {
+    /// IOs issued, follow-ups included.
+    pub ios: usize,
+    /// Of those, IOs issued for blobs longer than their planned read.
+    pub followup_ios: usize,
+    /// Blocks read in total.
+    pub blocks_read: u64,
+}
+
+/// Results (in request order) and statistics of one vectored read.
+#[derive(Debug)]
+pub struct VectoredRead {
+    pub results: Vec<Result<Bytes>>,
+    pub stats: VectoredStats,
+}
+
+fn stream_blk(off: u64) -> BlockNo {
+    (1 + off / PAYLOAD_SIZE as u64) as BlockNo
+}
+
+/// First block after the one holding stream byte `end - 1`.
+fn stream_end_blk(end: u64) -> BlockNo {
+    stream_blk(end - 1) + 1
+}
+
+/// Stream offset where block `blk` (of the blob area) begins.
+fn blk_stream_start(blk: BlockNo) -> u64 {
+    u64::from(blk - 1) * PAYLOAD_SIZE as u64
+}
+
+#[derive(Debug, Clone, Copy)]
+struct IoJob {
+    first_blk: BlockNo,
+    nblocks: BlockNo,
+}
+
+/// A finished IO: its buffer, or the IO error, and blocks that failed
+/// verification.
+struct IoOutcome {
+    job: IoJob,
+    buf: std::result::Result<IoBuffer, BlockFileError>,
+    bad: Vec<(BlockNo, String)>,
+}
+
+async fn do_io(file: VirtualFile, job: IoJob) -> IoOutcome {
+    let offset = block_offset(job.first_blk);
+    let (buf, res) = file
+        .read_exact_at(IoBuffer::zeroed(job.nblocks as usize * BLOCK_SIZE), offset)
+        .await;
+    if let Err(e) = res {
+        return IoOutcome {
+            job,
+            buf: Err(BlockFileError::io(file.path(), "reading blobs", offset, e)),
+            bad: Vec::new(),
+        };
+    }
+    let mut bad = Vec::new();
+    for (i, block) in buf.chunks_exact(BLOCK_SIZE).enumerate() {
+        let blkno = job.first_blk + i as BlockNo;
+        if let Err(reason) = verify_block(blkno, block) {
+            bad.push((blkno, reason));
+        }
+    }
+    IoOutcome {
+        job,
+        buf: Ok(buf),
+        bad,
+    }
+}
+
+async fn run_ios(inner: &Inner, jobs: &[IoJob], concurrency: Concurrency) -> Vec<IoOutcome> {
+    if concurrency == Concurrency::Sequential || jobs.len() <= 1 {
+        let mut out = Vec::with_capacity(jobs.len());
+        for &job in jobs {
+            out.push(do_io(inner.file.clone(), job).await);
+        }
+        return out;
+    }
+    let mut out: Vec<Option<IoOutcome>> = jobs.iter().map(|_| None).collect();
+    let mut set = tokio::task::JoinSet::new();
+    let mut ids = HashMap::new();
+    let mut next = 0;
+    while next < jobs.len() || !set.is_empty() {
+        while next < jobs.len() && set.len() < MAX_IN_FLIGHT {
+            let job = jobs[next];
+            let handle = set.spawn(do_io(inner.file.clone(), job));
+            ids.insert(handle.id(), next);
+            next += 1;
+        }
+        match set.join_next_with_id().await {
+            Some(Ok((id, outcome))) => out[ids[&id]] = Some(outcome),
+            Some(Err(e)) => {
+                let i = ids[&e.id()];
+                out[i] = Some(IoOutcome {
+                    job: jobs[i],
+                    buf: Err(BlockFileError::io(
+                        &inner.path,
+                        "reading blobs",
+                        block_offset(jobs[i].first_blk),
+                        std::io::Error::other(format!("IO task failed: {e}")),
+                    )),
+                    bad: Vec::new(),
+                });
+            }
+            None => break,
+        }
+    }
+    out.into_iter()
+        .map(|o| o.expect("every job completes"))
+        .collect()
+}
+
+impl IoOutcome {
+    /// Stream bytes this IO covers: `[start, end)`.
+    fn coverage(&self, stream_len: u64) -> (u64, u64) {
+        let start = blk_stream_start(self.job.first_blk);
+        let end = blk_stream_start(self.job.first_blk + self.job.nblocks).min(stream_len);
+        (start, end)
+    }
+
+    /// Appends stream bytes `[start, end)` (inside the coverage) to `dst`.
+    fn copy_range(&self, path: &Utf8Path, start: u64, end: u64, dst: &mut Vec<u8>) -> Result<()> {
+        let buf = self.buf.as_ref().map_err(Clone::clone)?;
+        let mut off = start;
+        while off < end {
+            let blk = stream_blk(off);
+            if let Some((_, reason)) = self.bad.iter().find(|(b, _)| *b == blk) {
+                return Err(BlockFileError::corrupt(path, blk, reason.clone()));
+            }
+            let pos = (off % PAYLOAD_SIZE as u64) as usize;
+            let n = ((end - off) as usize).min(PAYLOAD_SIZE - pos);
+            let at = (blk - self.job.first_blk) as usize * BLOCK_SIZE + pos;
+            dst.extend_from_slice(&buf[at..at + n]);
+            off += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Decodes the header of the blob at `off` (its block is in this IO).
+    fn blob_header(&self, path: &Utf8Path, off: u64, stream_len: u64) -> Result<BlobHeader> {
+        let buf = self.buf.as_ref().map_err(Clone::clone)?;
+        let blk = stream_blk(off);
+        if let Some((_, reason)) = self.bad.iter().find(|(b, _)| *b == blk) {
+            return Err(BlockFileError::corrupt(path, blk, reason.clone()));
+        }
+        let pos = (off % PAYLOAD_SIZE as u64) as usize;
+        let at = (blk - self.job.first_blk) as usize * BLOCK_SIZE + pos;
+        let hlen = header_len(buf[at]);
+        if pos + hlen > PAYLOAD_SIZE {
+            return Err(BlockFileError::corrupt(
+                path,
+                blk,
+                format!("blob header at offset {off} crosses the block boundary"),
+            ));
+        }
+        let h = decode_header(&buf[at..at + hlen]).map_err(|r| {
+            BlockFileError::corrupt(path, blk, format!("blob at offset {off}: {r}"))
+        })?;
+        let end = off + (h.header_len + h.stored_len) as u64;
+        if end > stream_len {
+            return Err(BlockFileError::corrupt(
+                path,
+                blk,
+                format!(
+                    "blob at offset {off} ends at {end}, past the blob stream end {stream_len}"
+                ),
+            ));
+        }
+        Ok(h)
+    }
+}
+
+/// Turns stored bytes into the blob's contents.
+fn finalize(inner: &Inner, off: u64, h: &BlobHeader, stored: Vec<u8>) -> Result<Bytes> {
+    match h.compression {
+        Compression::None => Ok(Bytes::from(stored)),
+        Compression::Zstd => match decompress_bounded(&stored, inner.max_decompressed) {
+            Ok(v) => Ok(Bytes::from(v)),
+            Err(DecompressError::TooLarge) => Err(BlockFileError::DecompressLimit {
+                path: inner.path.clone(),
+                offset: off,
+                block: stream_blk(off),
+                limit: inner.max_decompressed,
+            }),
+            Err(DecompressError::Invalid(r)) => Err(BlockFileError::corrupt(
+                &inner.path,
+                stream_blk(off),
+                format!("blob at offset {off}: {r}"),
+            )),
+        },
+    }
+}
+
+/// A blob whose bytes did not all arrive with its planned IO.
+struct Partial {
+    uniq: usize,
+    header: BlobHeader,
+    have: Vec<u8>,
+    /// Stream offset of the first missing byte, and the blob's end.
+    next: u64,
+    end: u64,
+    /// Index range of its follow-up jobs.
+    jobs: std::ops::Range<usize>,
+}
+
+pub(crate) async fn read_blobs(
+    inner: &Inner,
+    refs: &[BlobRef],
+    max_io_size: usize,
+    concurrency: Concurrency,
+) -> VectoredRead {
+    let stream_len = inner.header.blob_stream_len;
+    let max_stored = u64::from(inner.header.max_blob_stored);
+    let max_io_blocks = (max_io_size / BLOCK_SIZE).max(1) as BlockNo;
+    let mut stats = VectoredStats::default();
+
+    // Requests sorted by offset; `uniq` holds each distinct offset once.
+    let mut results: Vec<Option<Result<Bytes>>> = vec![None; refs.len()];
+    let mut order: Vec<(u64, usize)> = Vec::with_capacity(refs.len());
+    for (i, r) in refs.iter().enumerate() {
+        if r.0 >= stream_len {
+            results[i] = Some(Err(BlockFileError::BadBlobRef {
+                path: inner.path.clone(),
+                offset: r.0,
+                area_len: stream_len,
+            }));
+        } else {
+            order.push((r.0, i));
+        }
+    }
+    order.sort_unstable();
+    let mut uniq: Vec<u64> = order.iter().map(|&(o, _)| o).collect();
+    uniq.dedup();
+    let mut uniq_results: Vec<Option<Result<Bytes>>> = vec![None; uniq.len()];
+
+    // Plan: group consecutive blobs into IOs.
+    struct Group {
+        first_blk: BlockNo,
+        est_end_blk: BlockNo,
+        members: std::ops::Range<usize>,
+    }
+    let upper = |k: usize| -> u64 {
+        let mut end = (uniq[k] + max_stored).min(stream_len);
+        if let Some(&next) = uniq.get(k + 1) {
+            end = end.min(next);
+        }
+        end.max(uniq[k] + 1)
+    };
+    let mut groups: Vec<Group> = Vec::new();
+    for k in 0..uniq.len() {
+        let sb = stream_blk(uniq[k]);
+        let eb = stream_end_blk(upper(k));
+        match groups.last_mut() {
+            Some(g)
+                if sb + 1 - g.first_blk <= max_io_blocks
+                    && sb <= g.est_end_blk + MAX_GAP_BLOCKS =>
+            {
+                g.members.end = k + 1;
+                g.est_end_blk = g.est_end_blk.max(eb);
+            }
+            _ => groups.push(Group {
+                first_blk: sb,
+                est_end_blk: eb,
+                members: k..k + 1,
+            }),
+        }
+    }
+    let jobs: Vec<IoJob> = groups
+        .iter()
+        .map(|g| {
+            let last = g.members.end - 1;
+            let tail_end = upper(last).min(uniq[last] + SPECULATIVE_TAIL);
+            let end_blk = stream_end_blk(tail_end)
+                .min(g.first_blk + max_io_blocks)
+                .max(stream_blk(uniq[last]) + 1);
+            IoJob {
+                first_blk: g.first_blk,
+                nblocks: end_blk - g.first_blk,
+            }
+        })
+        .collect();
+    stats.ios += jobs.len();
+    stats.blocks_read += jobs.iter().map(|j| u64::from(j.nblocks)).sum::<u64>();
+    let outcomes = run_ios(inner, &jobs, concurrency).await;
+
+    // Slice the blobs out; collect those needing more bytes.
+    let mut partials: Vec<Partial> = Vec::new();
+    let mut followups: Vec<IoJob> = Vec::new();
+    for (g, outcome) in groups.iter().zip(&outcomes) {
+        let (_, covered_end) = outcome.coverage(stream_len);
+        for k in g.members.clone() {
+            let off = uniq[k];
+            let h = match outcome.blob_header(&inner.path, off, stream_len) {
+                Ok(h) => h,
+                Err(e) => {
+                    uniq_results[k] = Some(Err(e));
+                    continue;
+                }
+            };
+            let data_start = off + h.header_len as u64;
+            let end = data_start + h.stored_len as u64;
+            let mut have = Vec::with_capacity(h.stored_len);
+            let got_to = end.min(covered_end);
+            if let Err(e) =
+                outcome.copy_range(&inner.path, data_start, got_to.max(data_start), &mut have)
+            {
+                uniq_results[k] = Some(Err(e));
+                continue;
+            }
+            if end <= covered_end {
+                uniq_results[k] = Some(finalize(inner, off, &h, have));
+                continue;
+            }
+            let next = covered_end.max(data_start);
+            let first = followups.len();
+            let mut blk = stream_blk(next);
+            let end_blk = stream_end_blk(end);
+            while blk < end_blk {
+                let n = (end_blk - blk).min(max_io_blocks);
+                followups.push(IoJob {
+                    first_blk: blk,
+                    nblocks: n,
+                });
+                blk += n;
+            }
+            partials.push(Partial {
+                uniq: k,
+                header: h,
+                have,
+                next,
+                end,
+                jobs: first..followups.len(),
+            });
+        }
+    }
+
+    if !followups.is_empty() {
+        stats.ios += followups.len();
+        stats.followup_ios += followups.len();
+        stats.blocks_read += followups.iter().map(|j| u64::from(j.nblocks)).sum::<u64>();
+        let outcomes = run_ios(inner, &followups, concurrency).await;
+        for mut p in partials {
+            let mut res = Ok(());
+            for o in &outcomes[p.jobs.clone()] {
+                let (_, covered_end) = o.coverage(stream_len);
+                let upto = covered_end.min(p.end);
+                res = o.copy_range(&inner.path, p.next, upto, &mut p.have);
+                if res.is_err() {
+                    break;
+                }
+                p.next = upto;
+            }
+            uniq_results[p.uniq] = Some(res.and_then(|()| {
+                debug_assert_eq!(p.next, p.end);
+                finalize(inner, uniq[p.uniq], &p.header, p.have)
+            }));
+        }
+    }
+
+    // Fan the per-offset results out to the requests, in request order.
+    let mut u = 0;
+    for (off, i) in order {
+        while uniq[u] != off {
+            u += 1;
+        }
+        results[i] = uniq_results[u].clone();
+    }
+    VectoredRead {
+        results: results
+            .into_iter()
+            .map(|r| r.expect("every request resolved"))
+            .collect(),
+        stats,
+    }
+}
