@@ -193,7 +193,7 @@ mod tests {
     fn moving_keeps_the_address() {
         let b = IoBuffer::zeroed(4096);
         let addr = b.as_ptr();
-        let moved = vec![b];
+        let moved = [b];
         assert_eq!(moved[0].as_ptr(), addr);
     }
 }
