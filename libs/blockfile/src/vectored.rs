@@ -8,9 +8,10 @@
 //!    its start plus the largest stored blob of the file (kept in the
 //!    header), and the end of the blob stream. Consecutive blobs join one IO
 //!    when at most [`MAX_GAP_BLOCKS`] unneeded blocks separate them and the
-//!    IO stays within `max_io_size`. The last blob of an IO is read
-//!    speculatively up to [`SPECULATIVE_TAIL`] bytes, which covers an 8 KiB
-//!    page image and its header in the same IO.
+//!    IO stays within `max_io_size` (counting the joining blob's likely
+//!    end, so a full IO does not cut its last blob). The last blob of an IO
+//!    is read speculatively up to [`SPECULATIVE_TAIL`] bytes, which covers
+//!    an 8 KiB page image and its header in the same IO.
 //! 2. **Issue.** IOs run one after another or, with
 //!    [`Concurrency::Concurrent`], as tokio tasks (at most [`MAX_IN_FLIGHT`]
 //!    at a time). Every block's checksum is verified inside the IO task.
@@ -313,9 +314,12 @@ pub(crate) async fn read_blobs(
     for k in 0..uniq.len() {
         let sb = stream_blk(uniq[k]);
         let eb = stream_end_blk(upper(k));
+        // Where this blob probably ends if it turns out to be the last one
+        // of its IO; joining must not push that past the IO size limit.
+        let tail_eb = stream_end_blk(upper(k).min(uniq[k] + SPECULATIVE_TAIL));
         match groups.last_mut() {
             Some(g)
-                if sb + 1 - g.first_blk <= max_io_blocks
+                if tail_eb - g.first_blk <= max_io_blocks
                     && sb <= g.est_end_blk + MAX_GAP_BLOCKS =>
             {
                 g.members.end = k + 1;
