@@ -6,7 +6,10 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
+use prometheus::{
+    register_histogram, register_histogram_vec, register_int_counter_vec, register_int_gauge_vec,
+    Histogram, HistogramVec, IntCounterVec, IntGaugeVec,
+};
 
 /// Requests served by the management API, by route template, method and status.
 pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -34,3 +37,53 @@ pub fn gather_text() -> Result<String, prometheus::Error> {
     let families = prometheus::gather();
     prometheus::TextEncoder::new().encode_to_string(&families)
 }
+
+/// Background jobs waiting for a permit of the node-wide semaphore, by kind.
+pub static BACKGROUND_QUEUE_DEPTH: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "pageserver_background_loop_semaphore_waiting_tasks",
+        "Background jobs waiting for a permit of the node-wide background semaphore, by kind",
+        &["kind"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration is static: {e}"))
+});
+
+/// Background jobs run, by kind and outcome.
+pub static BACKGROUND_JOBS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "pageserver_background_jobs_total",
+        "Background jobs run, by kind and outcome",
+        &["kind", "outcome"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration is static: {e}"))
+});
+
+/// Layer visits and reconstructions of the read path.
+pub static READ_LAYERS_VISITED: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "pageserver_layers_per_read",
+        "Layers visited by one vectored read",
+        vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]
+    )
+    .unwrap_or_else(|e| panic!("metric registration is static: {e}"))
+});
+
+/// Page reconstruction failures (redo errors, missing bases), by kind.
+pub static RECONSTRUCT_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "pageserver_page_reconstruct_errors_total",
+        "Keys a read could not reconstruct, by kind of failure",
+        &["kind"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration is static: {e}"))
+});
+
+/// Block cache lookups by content kind and result.
+pub static PAGE_CACHE_ACCESSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "pageserver_page_cache_accesses_total",
+        "Block cache lookups by content kind and result (hit or miss)",
+        &["content_kind", "result"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration is static: {e}"))
+});

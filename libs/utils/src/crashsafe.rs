@@ -42,6 +42,12 @@ pub fn temp_path(path: &Utf8Path) -> Utf8PathBuf {
 
 /// Atomically and durably replaces `path`'s content with `contents`.
 pub fn overwrite(path: &Utf8Path, contents: &[u8]) -> io::Result<()> {
+    overwrite_with_sync(path, contents, true)
+}
+
+/// [`overwrite`], with the fsyncs skipped when `sync` is false (the
+/// `no_sync` test mode: atomic against process crashes, not power loss).
+pub fn overwrite_with_sync(path: &Utf8Path, contents: &[u8], sync: bool) -> io::Result<()> {
     let parent = path.parent().ok_or_else(|| {
         io::Error::new(io::ErrorKind::InvalidInput, format!("{path} has no parent"))
     })?;
@@ -53,10 +59,15 @@ pub fn overwrite(path: &Utf8Path, contents: &[u8]) -> io::Result<()> {
             .truncate(true)
             .open(&tmp)?;
         file.write_all(contents)?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
     }
     fs::rename(&tmp, path)?;
-    fsync_dir(parent)
+    if sync {
+        fsync_dir(parent)?;
+    }
+    Ok(())
 }
 
 /// Removes a directory tree so that after a crash it is either fully present

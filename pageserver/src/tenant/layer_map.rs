@@ -168,13 +168,13 @@ impl LayerMap {
 
     /// Inserts and removes layers as one change: readers of the map (behind
     /// the caller's lock) see either none or all of it.
-    pub fn apply(&mut self, inserts: Vec<PersistentLayerDesc>, removes: &[LayerName]) {
+    pub fn apply(&mut self, inserts: Vec<impl Into<Desc>>, removes: &[LayerName]) {
         let tail = self.versions.last().map(|(lsn, _)| *lsn);
         let mut removed_any = false;
         for name in removes {
             removed_any |= self.layers.remove(name).is_some();
         }
-        let mut inserts: Vec<Desc> = inserts.into_iter().map(Arc::new).collect();
+        let mut inserts: Vec<Desc> = inserts.into_iter().map(Into::into).collect();
         inserts.sort_by_key(|l| l.lsn_range().start);
         let append_only = !removed_any
             && inserts.iter().all(|l| {
@@ -273,6 +273,47 @@ impl LayerMap {
             .filter(|l| l.key_range().start < keys.end && keys.start < l.key_range().end)
             .filter(|l| l.lsn_range().start < lsns.end && lsns.start < l.lsn_range().end)
             .count()
+    }
+}
+
+impl LayerMap {
+    /// Whether image layers with an LSN in `lsns` together cover all of
+    /// `keys` (GC: older layers under such images are not needed).
+    pub fn image_coverage(&self, keys: &Range<Key>, lsns: &Range<Lsn>) -> bool {
+        if lsns.start >= lsns.end {
+            return false;
+        }
+        let mut images: Vec<&Range<Key>> = self
+            .layers
+            .values()
+            .filter(|l| !l.is_delta())
+            .filter(|l| lsns.contains(&l.lsn_range().start))
+            .map(|l| l.key_range())
+            .filter(|r| r.start < keys.end && keys.start < r.end)
+            .collect();
+        images.sort_by_key(|r| r.start);
+        let mut covered = keys.start;
+        for r in images {
+            if r.start > covered {
+                return false;
+            }
+            covered = covered.max(r.end);
+            if covered >= keys.end {
+                return true;
+            }
+        }
+        covered >= keys.end
+    }
+
+    /// The newest image layer LSN at or below `lsn` overlapping `keys`.
+    pub fn latest_image_lsn(&self, keys: &Range<Key>, lsn: Lsn) -> Option<Lsn> {
+        self.layers
+            .values()
+            .filter(|l| !l.is_delta())
+            .filter(|l| l.key_range().start < keys.end && keys.start < l.key_range().end)
+            .map(|l| l.lsn_range().start)
+            .filter(|l| *l <= lsn)
+            .max()
     }
 }
 

@@ -6,10 +6,14 @@
 //! owns them all; [`persistence`] keeps them on local disk, written crash-safely
 //! so that whatever the API acknowledged survives a crash or restart.
 
+pub mod ephemeral_file;
 pub mod layer_map;
 pub mod mgr;
 pub mod persistence;
+pub mod resources;
+pub mod storage;
 pub mod storage_layer;
+pub mod timeline;
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,187 @@
+//! An append-only scratch file backing one in-memory layer.
+//!
+//! Values are appended to an in-memory tail buffer; a full tail is written to
+//! the file in one large write. Bytes below [`EphemeralFile::flushed_len`] are
+//! on the file and never change again, so a reader can copy what it needs from
+//! the tail under the owner's lock and read the rest from the file without it
+//! ([`EphemeralFile::plan_read`]). The file is deleted when this is dropped:
+//! its content is rebuilt from WAL after a crash, never read back.
+
+use std::io;
+
+use bytes::Bytes;
+use camino::{Utf8Path, Utf8PathBuf};
+use virtual_file::{IoBuffer, VirtualFile};
+
+/// Size of the in-memory tail written as one IO.
+const TAIL_CAPACITY: usize = 256 * 1024;
+
+pub struct EphemeralFile {
+    path: Utf8PathBuf,
+    file: VirtualFile,
+    flushed: u64,
+    tail: Vec<u8>,
+}
+
+/// How to read `[offset, offset+len)`: the part on the file, then the bytes
+/// already copied from the tail.
+pub struct ReadPlan {
+    pub file: VirtualFile,
+    pub from_file: Option<(u64, usize)>,
+    pub from_tail: Vec<u8>,
+}
+
+impl ReadPlan {
+    pub async fn execute(self) -> io::Result<Bytes> {
+        let Some((offset, len)) = self.from_file else {
+            return Ok(Bytes::from(self.from_tail));
+        };
+        let (buf, res) = self.file.read_exact_at(IoBuffer::zeroed(len), offset).await;
+        res?;
+        let mut out = Vec::with_capacity(len + self.from_tail.len());
+        out.extend_from_slice(&buf);
+        out.extend_from_slice(&self.from_tail);
+        Ok(Bytes::from(out))
+    }
+}
+
+impl EphemeralFile {
+    pub async fn create(path: &Utf8Path) -> io::Result<EphemeralFile> {
+        let file = VirtualFile::create_new(path).await?;
+        Ok(EphemeralFile {
+            path: path.to_owned(),
+            file,
+            flushed: 0,
+            tail: Vec::with_capacity(TAIL_CAPACITY),
+        })
+    }
+
+    pub fn path(&self) -> &Utf8Path {
+        &self.path
+    }
+
+    /// Total bytes appended.
+    pub fn len(&self) -> u64 {
+        self.flushed + self.tail.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn flushed_len(&self) -> u64 {
+        self.flushed
+    }
+
+    /// Appends through `fill`, which writes into the tail, and returns the
+    /// offset the appended bytes start at. The tail is written out first if it
+    /// is full.
+    pub async fn append_with(&mut self, fill: impl FnOnce(&mut Vec<u8>)) -> io::Result<u64> {
+        if self.tail.len() >= TAIL_CAPACITY {
+            self.flush_tail().await?;
+        }
+        let offset = self.len();
+        fill(&mut self.tail);
+        Ok(offset)
+    }
+
+    async fn flush_tail(&mut self) -> io::Result<()> {
+        let buf = IoBuffer::from_slice(&self.tail);
+        let (_, res) = self.file.write_all_at(buf, self.flushed).await;
+        res?;
+        self.flushed += self.tail.len() as u64;
+        self.tail.clear();
+        Ok(())
+    }
+
+    /// Splits a read of `[offset, offset+len)` into its file and tail parts.
+    pub fn plan_read(&self, offset: u64, len: usize) -> io::Result<ReadPlan> {
+        let end = offset + len as u64;
+        if end > self.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "read of {len} bytes at {offset} past the end ({}) of {}",
+                    self.len(),
+                    self.path
+                ),
+            ));
+        }
+        let file_end = end.min(self.flushed);
+        let from_file = (offset < file_end).then(|| (offset, (file_end - offset) as usize));
+        let tail_start = offset.max(self.flushed) - self.flushed;
+        let tail_end = end.saturating_sub(self.flushed);
+        let from_tail = if tail_end > tail_start {
+            self.tail[tail_start as usize..tail_end as usize].to_vec()
+        } else {
+            Vec::new()
+        };
+        Ok(ReadPlan {
+            file: self.file.clone(),
+            from_file,
+            from_tail,
+        })
+    }
+
+    /// Every byte appended so far, for flushing the layer to a delta file.
+    pub async fn read_all(&self) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.len() as usize);
+        if self.flushed > 0 {
+            let (buf, res) = self
+                .file
+                .read_exact_at(IoBuffer::zeroed(self.flushed as usize), 0)
+                .await;
+            res?;
+            out.extend_from_slice(&buf);
+        }
+        out.extend_from_slice(&self.tail);
+        Ok(out)
+    }
+}
+
+impl Drop for EphemeralFile {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(path = %self.path, "cannot remove ephemeral file: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_span_file_and_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8Path::from_path(dir.path()).unwrap().join("eph");
+        let mut f = EphemeralFile::create(&path).await.unwrap();
+        let mut expected = Vec::new();
+        let mut offsets = Vec::new();
+        for i in 0..3000u32 {
+            let chunk: Vec<u8> = (0..(i % 300)).map(|b| (b as u8) ^ (i as u8)).collect();
+            let off = f
+                .append_with(|t| t.extend_from_slice(&chunk))
+                .await
+                .unwrap();
+            assert_eq!(off, expected.len() as u64);
+            offsets.push((off, chunk.len()));
+            expected.extend_from_slice(&chunk);
+        }
+        assert!(f.flushed_len() > 0 && f.flushed_len() < f.len());
+        for (off, len) in offsets.iter().step_by(7) {
+            let got = f.plan_read(*off, *len).unwrap().execute().await.unwrap();
+            assert_eq!(&got[..], &expected[*off as usize..*off as usize + len]);
+        }
+        // One read straddling the flushed boundary.
+        let start = f.flushed_len() - 10;
+        let got = f.plan_read(start, 20).unwrap().execute().await.unwrap();
+        assert_eq!(&got[..], &expected[start as usize..start as usize + 20]);
+        assert!(f.plan_read(f.len() - 1, 2).is_err());
+        assert_eq!(f.read_all().await.unwrap(), expected);
+        drop(f);
+        assert!(!path.exists());
+    }
+}

@@ -1,0 +1,387 @@
+//! `InMemoryLayer`: the layer that receives a timeline's newest writes.
+//!
+//! Values are serialized into an [`EphemeralFile`]; an in-memory index maps
+//! each key to its versions `(lsn, packed location)` in ascending LSN order.
+//! A packed location is one `u64`: file offset (36 bits), length (27 bits)
+//! and whether the value initializes the page (1 bit), so the index costs 16
+//! bytes per value plus one map entry per key.
+//!
+//! Lifecycle: *open* (accepting puts, `end_lsn` unset) → *frozen* (`end_lsn`
+//! set by [`InMemoryLayer::freeze`], read-only) → flushed to an L0 delta
+//! layer and dropped. The layer covers `[start_lsn, end_lsn)` and the whole
+//! key space. Only the timeline's single writer calls `put_*`; readers may run
+//! at any time and see only LSNs the timeline has published, so a batch is
+//! never observed half-written.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use camino::Utf8Path;
+use pageserver_api::key::Key;
+use pageserver_api::keyspace::KeySpace;
+use pageserver_api::value::Value;
+use utils::lsn::Lsn;
+
+use super::reconstruct::ValuesReconstructState;
+use super::LayerReadError;
+use crate::tenant::ephemeral_file::EphemeralFile;
+
+const OFFSET_BITS: u32 = 36;
+const LEN_BITS: u32 = 27;
+/// Largest serialized value the layer accepts.
+pub const MAX_VALUE_LEN: usize = (1 << LEN_BITS) - 1;
+const MAX_OFFSET: u64 = (1 << OFFSET_BITS) - 1;
+
+/// Location of one value in the ephemeral file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Packed(u64);
+
+impl Packed {
+    fn new(offset: u64, len: usize, will_init: bool) -> Packed {
+        Packed(offset << (LEN_BITS + 1) | (len as u64) << 1 | will_init as u64)
+    }
+    fn offset(self) -> u64 {
+        self.0 >> (LEN_BITS + 1)
+    }
+    fn len(self) -> usize {
+        ((self.0 >> 1) & ((1 << LEN_BITS) - 1)) as usize
+    }
+    fn will_init(self) -> bool {
+        self.0 & 1 == 1
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PutError {
+    #[error("value for key {key} at {lsn} is {len} bytes, above the limit of {MAX_VALUE_LEN}")]
+    ValueTooLarge { key: Key, lsn: Lsn, len: usize },
+    #[error("in-memory layer file {path} is full")]
+    LayerFull { path: String },
+    #[error("put at {lsn} into in-memory layer starting at {start}")]
+    LsnBelowStart { lsn: Lsn, start: Lsn },
+    #[error("put into frozen in-memory layer {start}..{end}")]
+    Frozen { start: Lsn, end: Lsn },
+    #[error("writing ephemeral file {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+struct Inner {
+    file: EphemeralFile,
+    index: BTreeMap<Key, Vec<(Lsn, Packed)>>,
+    values: u64,
+}
+
+pub struct InMemoryLayer {
+    start_lsn: Lsn,
+    end_lsn: OnceLock<Lsn>,
+    opened_at: Instant,
+    /// Bytes appended so far, readable without the lock (memory budget).
+    size: AtomicU64,
+    inner: tokio::sync::RwLock<Inner>,
+}
+
+impl std::fmt::Debug for InMemoryLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "InMemoryLayer({}..{:?})",
+            self.start_lsn,
+            self.end_lsn.get()
+        )
+    }
+}
+
+/// Every value of a layer in (key, LSN) order, for flushing: the file
+/// content and `(key, lsn, will_init, byte range)` entries into it.
+pub struct SortedValues {
+    pub data: Vec<u8>,
+    pub entries: Vec<(Key, Lsn, bool, Range<usize>)>,
+}
+
+impl InMemoryLayer {
+    pub async fn create(path: &Utf8Path, start_lsn: Lsn) -> std::io::Result<InMemoryLayer> {
+        Ok(InMemoryLayer {
+            start_lsn,
+            end_lsn: OnceLock::new(),
+            opened_at: Instant::now(),
+            size: AtomicU64::new(0),
+            inner: tokio::sync::RwLock::new(Inner {
+                file: EphemeralFile::create(path).await?,
+                index: BTreeMap::new(),
+                values: 0,
+            }),
+        })
+    }
+
+    pub fn start_lsn(&self) -> Lsn {
+        self.start_lsn
+    }
+
+    /// End of the LSN range (exclusive) once frozen.
+    pub fn end_lsn(&self) -> Option<Lsn> {
+        self.end_lsn.get().copied()
+    }
+
+    pub fn lsn_range(&self) -> Range<Lsn> {
+        self.start_lsn..self.end_lsn().unwrap_or(Lsn::MAX)
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Relaxed)
+    }
+
+    pub fn opened_at(&self) -> Instant {
+        self.opened_at
+    }
+
+    /// Stops the layer accepting puts; it covers `[start_lsn, end_lsn)`.
+    pub fn freeze(&self, end_lsn: Lsn) {
+        let _ = self.end_lsn.set(end_lsn.max(Lsn(self.start_lsn.0 + 1)));
+    }
+
+    /// Appends values; all of the batch is indexed under one lock hold.
+    pub async fn put_batch(&self, batch: &[(Key, Lsn, Value)]) -> Result<(), PutError> {
+        if let Some(end) = self.end_lsn() {
+            return Err(PutError::Frozen {
+                start: self.start_lsn,
+                end,
+            });
+        }
+        let mut inner = self.inner.write().await;
+        let mut scratch = Vec::new();
+        let mut staged = Vec::with_capacity(batch.len());
+        for (key, lsn, value) in batch {
+            if *lsn < self.start_lsn {
+                return Err(PutError::LsnBelowStart {
+                    lsn: *lsn,
+                    start: self.start_lsn,
+                });
+            }
+            scratch.clear();
+            value.ser_into(&mut scratch);
+            if scratch.len() > MAX_VALUE_LEN {
+                return Err(PutError::ValueTooLarge {
+                    key: *key,
+                    lsn: *lsn,
+                    len: scratch.len(),
+                });
+            }
+            let path = inner.file.path().to_string();
+            let offset = inner
+                .file
+                .append_with(|tail| tail.extend_from_slice(&scratch))
+                .await
+                .map_err(|source| PutError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+            if offset > MAX_OFFSET {
+                return Err(PutError::LayerFull { path });
+            }
+            staged.push((
+                *key,
+                *lsn,
+                Packed::new(offset, scratch.len(), value.will_init()),
+            ));
+        }
+        for (key, lsn, packed) in staged {
+            let versions = inner.index.entry(key).or_default();
+            // Versions of a key arrive in LSN order from the single writer;
+            // a rewrite at the same LSN replaces the earlier value.
+            match versions.last_mut() {
+                Some((last, p)) if *last == lsn => *p = packed,
+                Some((last, _)) if *last > lsn => {
+                    let at = versions.partition_point(|(l, _)| *l < lsn);
+                    if versions.get(at).is_some_and(|(l, _)| *l == lsn) {
+                        versions[at].1 = packed;
+                    } else {
+                        versions.insert(at, (lsn, packed));
+                    }
+                }
+                _ => versions.push((lsn, packed)),
+            }
+            inner.values += 1;
+        }
+        self.size.store(inner.file.len(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Number of values put.
+    pub async fn value_count(&self) -> u64 {
+        self.inner.read().await.values
+    }
+
+    /// Collects, for every key of `keyspace`, the versions in
+    /// `[start_lsn, end_lsn)` newest first, down to the first that
+    /// initializes the page.
+    pub async fn get_values_reconstruct_data(
+        &self,
+        keyspace: &KeySpace,
+        end_lsn: Lsn,
+        state: &mut ValuesReconstructState,
+    ) -> Result<(), LayerReadError> {
+        let mut wanted: Vec<(Key, Lsn, Packed)> = Vec::new();
+        let plans = {
+            let inner = self.inner.read().await;
+            for range in &keyspace.ranges {
+                for (key, versions) in inner.index.range(range.clone()) {
+                    let upto = versions.partition_point(|(l, _)| *l < end_lsn);
+                    for (lsn, packed) in versions[..upto].iter().rev() {
+                        wanted.push((*key, *lsn, *packed));
+                        if packed.will_init() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let mut plans = Vec::with_capacity(wanted.len());
+            for (_, _, packed) in &wanted {
+                plans.push(
+                    inner
+                        .file
+                        .plan_read(packed.offset(), packed.len())
+                        .map_err(|e| LayerReadError::io(inner.file.path(), e))?,
+                );
+            }
+            plans
+        };
+        for ((key, lsn, _), plan) in wanted.into_iter().zip(plans) {
+            let path = plan.file.path().to_owned();
+            let bytes = plan
+                .execute()
+                .await
+                .map_err(|e| LayerReadError::io(&path, e))?;
+            let value = Value::des(&bytes).map_err(|e| LayerReadError::Corrupt {
+                path: path.to_string(),
+                reason: format!("value of key {key} at {lsn}: {e}"),
+            })?;
+            state.add_value(key, lsn, value);
+        }
+        Ok(())
+    }
+
+    /// Keys with a version at or below `lsn`, in order.
+    pub async fn keys_upto(&self, lsn: Lsn) -> Vec<Key> {
+        let inner = self.inner.read().await;
+        inner
+            .index
+            .iter()
+            .filter(|(_, versions)| versions.first().is_some_and(|(l, _)| *l <= lsn))
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// Every value in (key, LSN) order. Reads the whole file once: its size
+    /// is bounded by the checkpoint distance.
+    pub async fn sorted_values(&self) -> Result<SortedValues, LayerReadError> {
+        let inner = self.inner.read().await;
+        let data = inner
+            .file
+            .read_all()
+            .await
+            .map_err(|e| LayerReadError::io(inner.file.path(), e))?;
+        let mut entries = Vec::with_capacity(inner.values as usize);
+        for (key, versions) in &inner.index {
+            for (lsn, packed) in versions {
+                let start = packed.offset() as usize;
+                let range = start..start + packed.len();
+                if range.end > data.len() {
+                    return Err(LayerReadError::Corrupt {
+                        path: inner.file.path().to_string(),
+                        reason: format!("value of key {key} at {lsn} lies past the end"),
+                    });
+                }
+                entries.push((*key, *lsn, packed.will_init(), range));
+            }
+        }
+        Ok(SortedValues { data, entries })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use pageserver_api::value::WalRecord;
+
+    #[test]
+    fn packing_roundtrips() {
+        for (off, len, wi) in [
+            (0, 0, false),
+            (MAX_OFFSET, MAX_VALUE_LEN, true),
+            (12345, 8192, true),
+        ] {
+            let p = Packed::new(off, len, wi);
+            assert_eq!((p.offset(), p.len(), p.will_init()), (off, len, wi));
+        }
+    }
+
+    fn rec(b: &[u8], will_init: bool) -> Value {
+        Value::WalRecord(WalRecord::Test {
+            append: Bytes::copy_from_slice(b),
+            will_init,
+            clear: false,
+        })
+    }
+
+    #[tokio::test]
+    async fn collects_versions_newest_first_to_init() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8Path::from_path(dir.path()).unwrap().join("l");
+        let layer = InMemoryLayer::create(&path, Lsn(10)).await.unwrap();
+        let k = Key::MIN.add(5);
+        layer
+            .put_batch(&[(k, Lsn(10), rec(b"a", true))])
+            .await
+            .unwrap();
+        layer
+            .put_batch(&[(k, Lsn(20), rec(b"b", false))])
+            .await
+            .unwrap();
+        layer
+            .put_batch(&[(k, Lsn(30), rec(b"c", true))])
+            .await
+            .unwrap();
+        layer
+            .put_batch(&[(k, Lsn(40), rec(b"d", false))])
+            .await
+            .unwrap();
+
+        let ks = KeySpace {
+            ranges: vec![Key::MIN..Key::MAX],
+        };
+        let mut st = ValuesReconstructState::default();
+        layer
+            .get_values_reconstruct_data(&ks, Lsn(41), &mut st)
+            .await
+            .unwrap();
+        let lsns: Vec<Lsn> = st.keys[&k].records.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lsns, vec![Lsn(40), Lsn(30)]);
+        assert!(st.keys[&k].complete);
+
+        let mut st = ValuesReconstructState::default();
+        layer
+            .get_values_reconstruct_data(&ks, Lsn(30), &mut st)
+            .await
+            .unwrap();
+        let lsns: Vec<Lsn> = st.keys[&k].records.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lsns, vec![Lsn(20), Lsn(10)]);
+
+        layer.freeze(Lsn(41));
+        assert!(layer
+            .put_batch(&[(k, Lsn(50), rec(b"e", false))])
+            .await
+            .is_err());
+        let sorted = layer.sorted_values().await.unwrap();
+        let seen: Vec<(Key, Lsn, bool)> = sorted.entries.iter().map(|e| (e.0, e.1, e.2)).collect();
+        assert_eq!(seen.len(), 4);
+        assert!(seen.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
+    }
+}

@@ -1,0 +1,156 @@
+//! Flushing frozen in-memory layers to L0 delta layers.
+//!
+//! Oldest frozen layer first: write its values to a new delta file covering
+//! the whole key space and the layer's LSN range (written under a temporary
+//! name, fsynced, renamed), swap the frozen layer for the delta in the layer
+//! manager, then persist the index with the new `disk_consistent_lsn`. Only
+//! after the index is durable does `disk_consistent_lsn` advance in memory,
+//! so what is reported durable always is.
+//!
+//! The flush loop runs per timeline, woken by rolls; [`Timeline::freeze_and_flush`]
+//! flushes inline (checkpoint API, shutdown, branching).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pageserver_api::key::Key;
+use utils::lsn::Lsn;
+
+use super::index::{IndexError, IndexLayer};
+use super::Timeline;
+use crate::tenant::storage_layer::delta_layer::DeltaLayerWriter;
+use crate::tenant::storage_layer::{LayerReadError, LayerWriteError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlushError {
+    #[error(transparent)]
+    Read(#[from] LayerReadError),
+    #[error(transparent)]
+    Write(#[from] LayerWriteError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("flush cancelled")]
+    Cancelled,
+}
+
+impl Timeline {
+    /// Flushes every frozen layer, oldest first.
+    pub(crate) async fn flush_frozen_layers(&self) -> Result<(), FlushError> {
+        let _flushing = self.flush_lock.lock().await;
+        loop {
+            let Some(frozen) = self.layers.read().await.frozen.front().cloned() else {
+                return Ok(());
+            };
+            let Some(end_lsn) = frozen.end_lsn() else {
+                return Ok(());
+            };
+            let new_layer = if frozen.size() > 0 {
+                let mut writer = DeltaLayerWriter::new(
+                    self.dir(),
+                    self.generation(),
+                    Key::MIN,
+                    frozen.start_lsn()..end_lsn,
+                )
+                .await?;
+                let sorted = frozen.sorted_values().await?;
+                for (key, lsn, will_init, range) in sorted.entries {
+                    writer
+                        .put_value_bytes(key, lsn, will_init, &sorted.data[range])
+                        .await?;
+                }
+                Some(Arc::new(writer.finish(Key::MAX).await?))
+            } else {
+                None
+            };
+            {
+                let mut mgr = self.layers.write().await;
+                mgr.apply(new_layer.into_iter().collect(), &[]);
+                mgr.frozen.pop_front();
+            }
+            self.resources.ephemeral_sub(frozen.size());
+            self.persist_index(Some(Lsn(end_lsn.0 - 1))).await?;
+        }
+    }
+
+    /// Writes the index from the layer manager's current persistent layers;
+    /// with `disk_consistent`, also advances `disk_consistent_lsn`.
+    pub(crate) async fn persist_index(
+        &self,
+        disk_consistent: Option<Lsn>,
+    ) -> Result<(), IndexError> {
+        let layers: Vec<IndexLayer> = {
+            let mgr = self.layers.read().await;
+            let mut layers: Vec<IndexLayer> = mgr
+                .persistent_layers()
+                .map(|l| IndexLayer {
+                    name: l.desc().name.to_string(),
+                    file_size: l.desc().file_size,
+                    generation: l.generation(),
+                })
+                .collect();
+            layers.sort_by(|a, b| a.name.cmp(&b.name));
+            layers
+        };
+        let prev = self.get_prev_record_lsn();
+        let gc_cutoff = self.get_gc_cutoff_lsn();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
+        self.update_index(|idx| {
+            idx.layers = layers;
+            idx.gc_cutoff_lsn = gc_cutoff;
+            if let Some(lsn) = disk_consistent {
+                if lsn > idx.disk_consistent_lsn {
+                    idx.disk_consistent_lsn = lsn;
+                    idx.prev_record_lsn = prev;
+                    idx.record_lsn_time(now, lsn);
+                }
+            }
+        })
+        .await?;
+        if let Some(lsn) = disk_consistent {
+            self.disk_consistent_lsn.send_if_modified(|cur| {
+                let advance = lsn > *cur;
+                if advance {
+                    *cur = lsn;
+                }
+                advance
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs until cancelled: flushes whenever a layer is rolled. Holds the
+    /// timeline's gate.
+    pub fn spawn_flush_loop(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let guard = self.gate.enter().ok()?;
+        let tl = Arc::clone(self);
+        Some(tokio::spawn(async move {
+            let _guard = guard;
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                tokio::select! {
+                    _ = tl.cancel.cancelled() => return,
+                    _ = tl.flush_requested.notified() => {}
+                }
+                loop {
+                    match tl.flush_frozen_layers().await {
+                        Ok(()) => {
+                            backoff = Duration::from_millis(100);
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::error!(timeline_id = %tl.timeline_id, "flush failed, will retry in {backoff:?}: {e}");
+                            tokio::select! {
+                                _ = tl.cancel.cancelled() => return,
+                                _ = tokio::time::sleep(backoff) => {}
+                            }
+                            backoff = (backoff * 2).min(Duration::from_secs(10));
+                        }
+                    }
+                }
+            }
+        }))
+    }
+}
