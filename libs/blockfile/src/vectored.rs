@@ -311,12 +311,12 @@ pub(crate) async fn read_blobs(
         end.max(uniq[k] + 1)
     };
     let mut groups: Vec<Group> = Vec::new();
-    for k in 0..uniq.len() {
-        let sb = stream_blk(uniq[k]);
+    for (k, &off) in uniq.iter().enumerate() {
+        let sb = stream_blk(off);
         let eb = stream_end_blk(upper(k));
         // Where this blob probably ends if it turns out to be the last one
         // of its IO; joining must not push that past the IO size limit.
-        let tail_eb = stream_end_blk(upper(k).min(uniq[k] + SPECULATIVE_TAIL));
+        let tail_eb = stream_end_blk(upper(k).min(off + SPECULATIVE_TAIL));
         match groups.last_mut() {
             Some(g)
                 if tail_eb - g.first_blk <= max_io_blocks
