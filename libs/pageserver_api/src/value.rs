@@ -252,8 +252,10 @@ impl Value {
 }
 
 fn put_count(out: &mut Vec<u8>, n: usize) {
-    // Counts come from in-memory vectors of records parsed out of 8 KiB
-    // pages or WAL records of at most 1 GiB, far below u32::MAX elements.
+    // Counts come from records parsed out of WAL records of at most 1 GiB,
+    // far below u32::MAX elements. Were one ever larger, the saturated count
+    // would make decoding fail with `TrailingBytes`, never yield a wrong
+    // value.
     let n = u32::try_from(n).unwrap_or(u32::MAX);
     out.extend_from_slice(&n.to_le_bytes());
 }
