@@ -71,7 +71,7 @@ fn tempdir() -> (tempfile::TempDir, Utf8PathBuf) {
 
 /// Page `i` at round `r`: an 8 KiB image every 4th round, else one record.
 fn value(i: u32, r: u32) -> Value {
-    if r % 4 == 0 {
+    if r.is_multiple_of(4) {
         Value::Image(Bytes::from(vec![(i + r) as u8; 8192]))
     } else {
         Value::WalRecord(WalRecord::Test {
