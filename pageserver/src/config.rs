@@ -38,6 +38,9 @@ const EFFECTIVE_KEYS: &[&str] = &[
     "tenant_config",
     "dev_mode",
     "no_sync",
+    "max_file_descriptors",
+    "virtual_file_io_engine",
+    "virtual_file_io_mode",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -60,6 +60,7 @@ BAD_VALUES = [
     ("log_format", '"xml"', "xml"),
     ("dev_mode", '"sure"', "sure"),
     ("tenant_config.gc_period", '"often"', "often"),
+    ("virtual_file_io_engine", '"floppy"', "floppy"),
 ]
 
 
@@ -148,3 +149,19 @@ def test_json_log_format(pageserver_factory) -> None:
         r for r in records if r["level"] == "WARN" and "frobnicate_level" in str(r["fields"]["message"])
     ]
     assert len(warnings) == 1, lines
+
+
+@pytest.mark.parametrize("engine", ["std-fs", "io-uring"])
+def test_io_engine_in_effect_is_logged(pageserver_factory, engine) -> None:
+    ps = pageserver_factory({"virtual_file_io_engine": engine, "virtual_file_io_mode": "direct"}).start()
+    lines = ps.log_lines()
+    in_effect = _lines_with(lines, "io engine in effect")
+    assert len(in_effect) == 1, "\n".join(lines)
+    if engine == "std-fs":
+        assert "std-fs" in in_effect[0]
+    else:
+        # Either io-uring is in effect or the fallback is explained.
+        assert "io-uring" in in_effect[0] or _lines_with(lines, "not available, using std-fs"), "\n".join(lines)
+    assert "io mode: direct" in in_effect[0]
+    assert not _lines_with(lines, "not yet effective", "virtual_file_io_engine")
+

@@ -144,6 +144,39 @@ fn init_workdir(workdir: &Utf8Path, overrides: &[String]) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Applies `max_file_descriptors`, `virtual_file_io_engine` and
+/// `virtual_file_io_mode`, and logs the engine actually in effect (io-uring
+/// falls back to std-fs, with the reason, where the kernel refuses it).
+fn init_virtual_file(conf: &PageServerConf) -> anyhow::Result<()> {
+    use pageserver_api::config::{IoEngineKind, IoMode};
+    let io_engine = match conf.toml.virtual_file_io_engine {
+        None | Some(IoEngineKind::StdFs) => virtual_file::IoEngineKind::StdFs,
+        Some(IoEngineKind::IoUring) | Some(IoEngineKind::TokioEpollUring) => {
+            virtual_file::IoEngineKind::IoUring
+        }
+    };
+    let io_mode = match conf.toml.virtual_file_io_mode {
+        None | Some(IoMode::Buffered) => virtual_file::IoMode::Buffered,
+        Some(IoMode::Direct) | Some(IoMode::DirectRw) => virtual_file::IoMode::Direct,
+    };
+    let outcome = virtual_file::init(virtual_file::Config {
+        max_file_descriptors: conf.toml.max_file_descriptors.max(1),
+        io_engine,
+        io_mode,
+    })
+    .context("cannot initialise file IO")?;
+    if let Some(reason) = &outcome.fallback_reason {
+        tracing::warn!("virtual_file_io_engine io-uring is not available, using std-fs: {reason}");
+    }
+    tracing::info!(
+        "virtual file io engine in effect: {}, io mode: {}, max file descriptors: {}",
+        outcome.io_engine,
+        outcome.io_mode,
+        outcome.max_file_descriptors
+    );
+    Ok(())
+}
+
 async fn serve(conf: Arc<PageServerConf>) -> anyhow::Result<()> {
     let auth = match (conf.http_auth_type, &conf.auth_validation_public_key_path) {
         (AuthType::NeonJWT, Some(path)) => Some(Arc::new(
@@ -156,6 +189,7 @@ async fn serve(conf: Arc<PageServerConf>) -> anyhow::Result<()> {
             format!("cannot create local remote storage directory {local_path}")
         })?;
     }
+    init_virtual_file(&conf)?;
     let tenants = Arc::new(TenantManager::load(Arc::clone(&conf)).await?);
 
     let listener = tokio::net::TcpListener::bind(&conf.listen_http_addr)
