@@ -376,11 +376,12 @@ async fn vectored_small_blobs_and_big_tails() {
 async fn index_spill_file_is_cleaned_up() {
     let dir = tempdir();
     let path = dir.path.join("spill");
-    let spill = dir.path.join("spill.idx-spill");
+    let spill = dir.path.join("spill.idx-spill.___temp");
     let mut w = BlockFileWriter::create(&path, MAGIC, 26).await.unwrap();
     for i in 0..50_000u64 {
         w.append_index(&key26(i), i).await.unwrap();
     }
+    assert_eq!(spill, blockfile::btree::spill_path(&path));
     assert!(spill.exists(), "50k entries should spill leaves");
     let f = w.finish(b"").await.unwrap();
     assert!(!spill.exists());
@@ -390,7 +391,7 @@ async fn index_spill_file_is_cleaned_up() {
 
     // A writer dropped before finish removes its spill file.
     let path = dir.path.join("dropped");
-    let spill = dir.path.join("dropped.idx-spill");
+    let spill = dir.path.join("dropped.idx-spill.___temp");
     let mut w = BlockFileWriter::create(&path, MAGIC, 26).await.unwrap();
     for i in 0..50_000u64 {
         w.append_index(&key26(i), i).await.unwrap();

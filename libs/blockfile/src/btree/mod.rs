@@ -19,3 +19,4 @@ pub(crate) mod writer;
 
 pub use node::IndexKey;
 pub use reader::IndexIter;
+pub use writer::spill_path;

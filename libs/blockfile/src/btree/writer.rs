@@ -5,8 +5,8 @@
 //!
 //! Memory stays bounded while the blob area is still being streamed: finished
 //! leaves collect in a fixed-size chunk buffer and, when it fills, go to a
-//! spill file next to the target (`<path>.idx-spill`), sealed with their
-//! position in that file. Only the first key of each leaf is kept in memory
+//! spill file next to the target ([`spill_path`]), sealed with their position
+//! in that file. Only the first key of each leaf is kept in memory
 //! (O(entries / fanout)). At `finish` the leaves are copied (verified, then
 //! re-sealed with their final block numbers) right after the blob area, and
 //! the internal levels are built from the first-key list and written above
@@ -104,8 +104,11 @@ pub(crate) struct IndexBuilder {
     leaf_first_keys: Vec<u8>,
 }
 
-pub(crate) fn spill_path(path: &Utf8Path) -> Utf8PathBuf {
-    Utf8PathBuf::from(format!("{path}.idx-spill"))
+/// Path of the leaf spill file used while writing `path`. It ends in
+/// `.___temp`, so directory cleanup that removes temporary files after a
+/// crash also removes a spill file left behind.
+pub fn spill_path(path: &Utf8Path) -> Utf8PathBuf {
+    Utf8PathBuf::from(format!("{path}.idx-spill.___temp"))
 }
 
 impl IndexBuilder {
