@@ -34,3 +34,38 @@ pub use header::{FORMAT_VERSION, MAX_KEY_WIDTH, MAX_USER_HEADER};
 pub use reader::{BlockFile, OpenOptions, DEFAULT_MAX_DECOMPRESSED};
 pub use vectored::{Concurrency, VectoredRead, VectoredStats, DEFAULT_MAX_IO_SIZE};
 pub use writer::{BlockFileWriter, FinishedFile};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_send<T: Send>(_: &T) {}
+    fn is_send_sync<T: Send + Sync>() {}
+
+    /// The pageserver moves writers, readers and their futures across tokio
+    /// tasks; this fails to compile if any of them stops being `Send`.
+    #[allow(dead_code)]
+    fn futures_are_send(
+        w: &mut BlockFileWriter,
+        owned: BlockFileWriter,
+        f: &BlockFile,
+        it: &mut IndexIter,
+    ) {
+        is_send(&w.append_blob(&[], false));
+        is_send(&w.append_index(&[], 0));
+        is_send(&owned.finish(&[]));
+        is_send(&f.read_blobs(&[], 0, Concurrency::Concurrent));
+        is_send(&f.read_blob(BlobRef(0)));
+        is_send(&f.get(&[]));
+        is_send(&it.next());
+        is_send(&BlockFile::open(camino::Utf8Path::new(""), 0));
+    }
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        is_send_sync::<BlockFile>();
+        is_send_sync::<LruBlockCache>();
+        is_send_sync::<BlockFileError>();
+        is_send_sync::<IndexIter>();
+    }
+}
