@@ -1,30 +1,40 @@
-//! The io_uring engine: one ring, owned by one dedicated driver thread.
+//! The io_uring engine: one ring for the process, shared by the submitting
+//! tasks and one completion thread.
 //!
-//! Owns: the ring, the in-flight operations (each with its buffer, its
-//! `Arc<File>` and a `oneshot` to answer on), and an eventfd used to wake the
-//! driver.
+//! Owns: the ring, the operations the kernel is working on (each with its
+//! buffer, its `Arc<File>` and a `oneshot` to answer on), a queue of
+//! operations waiting for room in the ring, and the completion thread.
 //!
-//! How it runs: async callers build [`Op`]s, send them (a whole batch as one
-//! message) over an mpsc channel and write to the eventfd; then they await
-//! their oneshots, so no tokio worker ever blocks. The driver thread only
-//! blocks in `io_uring_enter` (`submit_and_wait(1)`). It keeps a read of the
-//! eventfd armed *inside the ring*, so a new request completes that read and
-//! wakes it just like an IO completion would. Each wakeup it drains the
-//! channel, pushes as many SQEs as the in-flight limit allows (the rest wait
-//! in a local queue), submits, and handles completions: a short read or
-//! write is resubmitted for the remainder, a finished operation is answered.
+//! How it runs: an async caller turns its request(s) into [`Op`]s, and under
+//! the state mutex pushes them as SQEs (a `read_exact_at_many` batch goes in
+//! as one submission); outside the mutex it calls `io_uring_enter` to submit,
+//! then reaps the completion queue once more. Reads served from the page
+//! cache complete inside that submit, so the caller finds its answers ready
+//! and no thread hand-off happens. Everything else completes later: the
+//! completion thread sleeps in `io_uring_enter` waiting for CQEs (it also
+//! submits anything a caller left behind, and wakes every [`WAIT_TICK`] at
+//! most), handles them, and answers the oneshots, which wakes the awaiting
+//! tasks. Whoever reaps handles all CQEs: a short read or write is queued
+//! again for the remainder, finished operations are answered, and queued
+//! operations are pushed as slots free up. No tokio worker blocks: the
+//! submit does not wait for IO, and the mutex is never held across a
+//! syscall.
 //!
 //! Invariants:
-//! - An operation's buffer and fd are owned by the driver from submission
-//!   until its CQE arrives; only then are they handed back (or dropped if the
+//! - An operation's buffer and fd are owned by the engine from push until
+//!   its CQE is handled; only then are they handed back (or dropped if the
 //!   caller went away). The kernel therefore never touches freed memory, and
 //!   the fd table cannot close the fd underneath (it holds an `Arc<File>`).
-//! - In-flight operations never exceed the SQ size, which is half the CQ
-//!   size, so the completion queue cannot overflow.
-//! - Shutdown: dropping a [`UringEngine`] drops the channel sender and writes
-//!   the eventfd; the driver stops accepting work, waits for everything in
-//!   flight (including its own eventfd read) to complete, and exits. The
-//!   process-wide engine ([`global`]) lives as long as the process.
+//! - SQEs in flight never exceed the SQ size, which is half the CQ size, so
+//!   the completion queue cannot overflow.
+//! - Only the holder of the state mutex touches the SQ/CQ rings.
+//! - Shutdown: dropping a [`UringEngine`] marks it closing and posts a NOP;
+//!   the completion thread exits once nothing is in flight. The process-wide
+//!   engine ([`global`]) lives as long as the process.
+//! - The kernel runs some completion work on the thread that submitted the
+//!   request; if that thread exits first, a not-yet-started request may
+//!   complete with `ECANCELED`, which is reported as an error (only futures
+//!   dropped by a runtime that is shutting down can observe this).
 //!
 //! Callers: `engine::Engine` (`global`), and `init` through
 //! `Engine::resolve`, which reports why the ring could not be set up.
@@ -32,9 +42,10 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use io_uring::{opcode, types, IoUring, Probe};
 use tokio::sync::oneshot;
@@ -45,8 +56,11 @@ use crate::config::EngineUnavailable;
 
 /// Submission queue size (the completion queue gets twice as many).
 const RING_ENTRIES: u32 = 256;
-/// `user_data` of the driver's own eventfd read.
-const WAKE_TOKEN: u64 = u64::MAX;
+/// `user_data` of the NOP posted at shutdown.
+const SHUTDOWN_TOKEN: u64 = u64::MAX;
+/// Longest the completion thread sleeps without checking for SQEs that a
+/// caller pushed but could not submit.
+const WAIT_TICK: Duration = Duration::from_millis(50);
 /// Largest single read/write submitted (the length field is 32 bits); longer
 /// buffers are done in several rounds.
 const MAX_CHUNK: usize = 1 << 30;
@@ -196,10 +210,9 @@ impl Op {
     }
 }
 
-/// Handle to a running ring and its driver thread.
+/// Handle to a running ring and its completion thread.
 pub(crate) struct UringEngine {
-    tx: Option<mpsc::Sender<Vec<Op>>>,
-    wake: Arc<OwnedFd>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -209,9 +222,125 @@ impl std::fmt::Debug for UringEngine {
     }
 }
 
+/// The ring plus the bookkeeping of its operations, shared by submitting
+/// tasks and the completion thread. `state` also serialises all use of the
+/// SQ and CQ rings (the io-uring crate's `*_shared` accessors require that).
+struct Shared {
+    ring: IoUring,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Operations owned by the kernel, indexed by `user_data`.
+    slots: Vec<Option<Op>>,
+    free: Vec<usize>,
+    /// SQEs pushed and not yet completed (operations and a shutdown NOP).
+    in_flight: usize,
+    /// Accepted, waiting for room in the ring (or resubmitted remainders).
+    queued: VecDeque<Op>,
+    closing: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Critical sections leave `State` consistent even if they unwind.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Operations allowed in the ring at once: one SQ's worth, minus room for
+    /// the shutdown NOP. The CQ holds twice the SQ, so it cannot overflow.
+    fn max_in_flight(&self) -> usize {
+        (self.ring.params().sq_entries() as usize)
+            .saturating_sub(1)
+            .max(1)
+    }
+
+    /// Handles every available completion, then moves queued operations into
+    /// the SQ. Returns how many SQEs were pushed (they still need a submit).
+    /// The caller holds `state`'s lock, which makes this the only user of
+    /// the SQ and CQ.
+    fn pump(&self, st: &mut State) -> usize {
+        // SAFETY: the state lock is held; no other CompletionQueue exists.
+        let cq = unsafe { self.ring.completion_shared() };
+        for cqe in cq {
+            st.in_flight = st.in_flight.saturating_sub(1);
+            let token = cqe.user_data();
+            if token == SHUTDOWN_TOKEN {
+                continue;
+            }
+            let Some(op) = st.slots.get_mut(token as usize).and_then(Option::take) else {
+                tracing::error!("io_uring completion for unknown token {token}");
+                continue;
+            };
+            st.free.push(token as usize);
+            if let Step::Resubmit(op) = op.complete(cqe.result()) {
+                st.queued.push_front(op);
+            }
+        }
+        let limit = self.max_in_flight();
+        let mut pushed = 0;
+        // SAFETY: the state lock is held; no other SubmissionQueue exists.
+        let mut sq = unsafe { self.ring.submission_shared() };
+        while st.in_flight < limit {
+            let Some(mut op) = st.queued.pop_front() else {
+                break;
+            };
+            let token = match st.free.pop() {
+                Some(t) => t,
+                None => {
+                    st.slots.push(None);
+                    st.slots.len() - 1
+                }
+            };
+            let entry = op.sqe(token as u64);
+            // SAFETY: the op (buffer and `Arc<File>`) is stored in `slots`
+            // right below and stays there until its CQE is handled above.
+            if unsafe { sq.push(&entry) }.is_err() {
+                st.free.push(token);
+                st.queued.push_front(op);
+                break;
+            }
+            st.slots[token] = Some(op);
+            st.in_flight += 1;
+            pushed += 1;
+        }
+        pushed
+    }
+
+    /// Tells the kernel about pushed SQEs. Transient refusals are retried a
+    /// few times; anything left is submitted by the completion thread on its
+    /// next wait (at the latest after [`WAIT_TICK`]).
+    fn submit(&self) {
+        for _ in 0..3 {
+            match self.ring.submit() {
+                Ok(_) => return,
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::EINTR) => {}
+                    Some(libc::EAGAIN) | Some(libc::EBUSY) => std::thread::yield_now(),
+                    _ => {
+                        tracing::error!("io_uring submit failed: {e}");
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Submits and reaps until nothing more can be pushed.
+    fn submit_and_pump(&self) {
+        loop {
+            self.submit();
+            let pushed = self.pump(&mut self.lock());
+            if pushed == 0 {
+                return;
+            }
+        }
+    }
+}
+
 impl UringEngine {
     /// Sets up a ring with `setup`, checks the opcodes this engine uses and
-    /// starts the driver thread.
+    /// starts the completion thread.
     fn start(
         setup: impl FnOnce() -> io::Result<IoUring>,
     ) -> Result<UringEngine, EngineUnavailable> {
@@ -224,64 +353,49 @@ impl UringEngine {
             (opcode::Read::CODE, "IORING_OP_READ"),
             (opcode::Write::CODE, "IORING_OP_WRITE"),
             (opcode::Fsync::CODE, "IORING_OP_FSYNC"),
+            (opcode::Nop::CODE, "IORING_OP_NOP"),
         ] {
             if !probe.is_supported(code) {
                 return Err(EngineUnavailable::MissingOpcode(name));
             }
         }
-        // A blocking eventfd: io_uring would fail a read of an O_NONBLOCK fd
-        // with EAGAIN instead of waiting for it.
-        // SAFETY: plain syscall; the result is checked before use.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        if raw < 0 {
-            let e = io::Error::last_os_error();
-            return Err(EngineUnavailable::Driver(format!("eventfd: {e}")));
-        }
-        // SAFETY: `raw` is a fresh fd owned by nobody else.
-        let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
-        let (tx, rx) = mpsc::channel();
-        let driver = Driver::new(ring, rx, Arc::clone(&wake));
+        let shared = Arc::new(Shared {
+            ring,
+            state: Mutex::new(State {
+                slots: Vec::new(),
+                free: Vec::new(),
+                in_flight: 0,
+                queued: VecDeque::new(),
+                closing: false,
+            }),
+        });
+        let for_thread = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
-            .name("io-uring-driver".into())
-            .spawn(move || driver.run())
+            .name("io-uring-completions".into())
+            .spawn(move || completion_loop(&for_thread))
             .map_err(|e| EngineUnavailable::Driver(format!("spawn thread: {e}")))?;
         Ok(UringEngine {
-            tx: Some(tx),
-            wake,
+            shared,
             thread: Some(thread),
         })
-    }
-
-    /// Hands `ops` to the driver; gives them back if it is gone.
-    fn send(&self, ops: Vec<Op>) -> Result<(), Vec<Op>> {
-        let Some(tx) = &self.tx else {
-            return Err(ops);
-        };
-        tx.send(ops).map_err(|mpsc::SendError(ops)| ops)?;
-        wake(&self.wake);
-        Ok(())
     }
 
     /// Submits `ops` and waits for each answer, in order.
     async fn run_ops(&self, ops: Vec<(Op, oneshot::Receiver<Completion>)>) -> Vec<Completion> {
         let (ops, waits): (Vec<Op>, Vec<_>) = ops.into_iter().unzip();
-        if let Err(ops) = self.send(ops) {
-            return ops
-                .into_iter()
-                .map(|op| Completion {
-                    buf: match op.kind {
-                        OpKind::Read { buf, .. } | OpKind::Write { buf, .. } => Some(buf),
-                        OpKind::Fsync => None,
-                    },
-                    res: Err(driver_gone()),
-                })
-                .collect();
+        {
+            let mut st = self.shared.lock();
+            st.queued.extend(ops);
+            self.shared.pump(&mut st);
         }
+        // Reads served from the page cache complete inside this submit; the
+        // pump after it answers them, so the awaits below return at once.
+        self.shared.submit_and_pump();
         let mut out = Vec::with_capacity(waits.len());
         for rx in waits {
             out.push(rx.await.unwrap_or_else(|_| Completion {
                 buf: None,
-                res: Err(driver_gone()),
+                res: Err(io::Error::other("io_uring operation was dropped")),
             }));
         }
         out
@@ -329,7 +443,7 @@ impl UringEngine {
                 c.buf.unwrap_or_else(|| IoBuffer::zeroed(len)),
                 c.res.map(|_| ()),
             ),
-            None => (IoBuffer::zeroed(len), Err(driver_gone())),
+            None => (IoBuffer::zeroed(len), Err(lost())),
         }
     }
 
@@ -337,171 +451,65 @@ impl UringEngine {
         let op = Op::new(file, OpKind::Fsync);
         match self.run_ops(vec![op]).await.pop() {
             Some(c) => c.res.map(|_| ()),
-            None => Err(driver_gone()),
+            None => Err(lost()),
         }
     }
 }
 
 impl Drop for UringEngine {
     fn drop(&mut self) {
-        // Disconnect first, then wake: the driver sees the disconnect when it
-        // drains the channel after the wakeup. The thread is not joined here
-        // (that could block an async worker); it exits once idle.
-        drop(self.tx.take());
-        wake(&self.wake);
+        // Mark closing and post a NOP so a completion thread waiting on an
+        // idle ring wakes up and sees it. It exits once nothing is in flight;
+        // it is not joined here (that could block an async worker).
+        {
+            let mut st = self.shared.lock();
+            st.closing = true;
+            let nop = opcode::Nop::new().build().user_data(SHUTDOWN_TOKEN);
+            // SAFETY: a NOP references no memory; state lock held.
+            if unsafe { self.shared.ring.submission_shared().push(&nop) }.is_ok() {
+                st.in_flight += 1;
+            }
+        }
+        self.shared.submit();
         drop(self.thread.take());
     }
 }
 
-fn wake(eventfd: &OwnedFd) {
-    let one: u64 = 1;
-    // SAFETY: writes 8 bytes from a live u64 to an fd we own. Failure is
-    // impossible short of counter overflow (2^64 - 2 pending wakeups), in
-    // which case a wakeup is pending anyway.
-    let _ = unsafe {
-        libc::write(
-            eventfd.as_raw_fd(),
-            (&one as *const u64).cast::<libc::c_void>(),
-            std::mem::size_of::<u64>(),
-        )
-    };
+fn lost() -> io::Error {
+    io::Error::other("io_uring engine lost an operation")
 }
 
-fn driver_gone() -> io::Error {
-    io::Error::other("io_uring driver thread is not running")
-}
-
-/// State owned by the driver thread.
-struct Driver {
-    ring: IoUring,
-    rx: mpsc::Receiver<Vec<Op>>,
-    wake: Arc<OwnedFd>,
-    /// Target of the armed eventfd read; boxed so its address is stable.
-    wake_buf: Box<u64>,
-    wake_armed: bool,
-    /// In-flight operations, indexed by `user_data`.
-    slots: Vec<Option<Op>>,
-    free: Vec<usize>,
-    in_flight: usize,
-    /// Received, not yet submitted.
-    queued: VecDeque<Op>,
-    closing: bool,
-}
-
-impl Driver {
-    fn new(ring: IoUring, rx: mpsc::Receiver<Vec<Op>>, wake: Arc<OwnedFd>) -> Driver {
-        Driver {
-            ring,
-            rx,
-            wake,
-            wake_buf: Box::new(0),
-            wake_armed: false,
-            slots: Vec::new(),
-            free: Vec::new(),
-            in_flight: 0,
-            queued: VecDeque::new(),
-            closing: false,
-        }
-    }
-
-    fn max_in_flight(&self) -> usize {
-        // One SQ's worth including the eventfd read; the CQ holds twice that.
-        (self.ring.params().sq_entries() as usize)
-            .saturating_sub(1)
-            .max(1)
-    }
-
-    fn run(mut self) {
-        loop {
-            self.drain_channel();
-            self.push_sqes();
-            if self.closing && self.in_flight == 0 && !self.wake_armed && self.queued.is_empty() {
+/// Body of the completion thread: wait for completions (submitting any SQEs
+/// left behind), handle them, and exit once the engine is dropped and
+/// nothing is in flight.
+fn completion_loop(shared: &Shared) {
+    let tick = types::Timespec::new()
+        .sec(WAIT_TICK.as_secs())
+        .nsec(WAIT_TICK.subsec_nanos());
+    let args = types::SubmitArgs::new().timespec(&tick);
+    let bounded_wait = shared.ring.params().is_feature_ext_arg();
+    loop {
+        {
+            let mut st = shared.lock();
+            shared.pump(&mut st);
+            if st.closing && st.in_flight == 0 && st.queued.is_empty() {
                 return;
             }
-            if let Err(e) = self.ring.submit_and_wait(1) {
-                match e.raw_os_error() {
-                    // Interrupted, or the kernel wants completions reaped
-                    // first: reap and go round again.
-                    Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => {}
-                    _ => {
-                        // Nothing in flight can be given back safely, so keep
-                        // serving; back off to avoid spinning.
-                        tracing::error!("io_uring submit failed: {e}");
-                        std::thread::sleep(std::time::Duration::from_millis(10));
-                    }
+        }
+        let waited = if bounded_wait {
+            shared.ring.submitter().submit_with_args(1, &args)
+        } else {
+            shared.ring.submit_and_wait(1)
+        };
+        if let Err(e) = waited {
+            match e.raw_os_error() {
+                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => {}
+                _ => {
+                    // What is in flight cannot be given back safely, so keep
+                    // serving; back off to avoid spinning.
+                    tracing::error!("io_uring wait failed: {e}");
+                    std::thread::sleep(WAIT_TICK);
                 }
-            }
-            self.reap();
-        }
-    }
-
-    fn drain_channel(&mut self) {
-        while !self.closing {
-            match self.rx.try_recv() {
-                Ok(ops) => self.queued.extend(ops),
-                Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => self.closing = true,
-            }
-        }
-    }
-
-    fn push_sqes(&mut self) {
-        let limit = self.max_in_flight();
-        let mut sq = self.ring.submission();
-        if !self.closing && !self.wake_armed {
-            let ptr = (&mut *self.wake_buf as *mut u64).cast::<u8>();
-            let entry = opcode::Read::new(types::Fd(self.wake.as_raw_fd()), ptr, 8)
-                .build()
-                .user_data(WAKE_TOKEN);
-            // SAFETY: `wake_buf` and the eventfd live as long as the driver,
-            // which does not return while this read is armed.
-            if unsafe { sq.push(&entry) }.is_ok() {
-                self.wake_armed = true;
-            }
-        }
-        while self.in_flight < limit {
-            let Some(mut op) = self.queued.pop_front() else {
-                break;
-            };
-            let token = match self.free.pop() {
-                Some(t) => t,
-                None => {
-                    self.slots.push(None);
-                    self.slots.len() - 1
-                }
-            };
-            let entry = op.sqe(token as u64);
-            // SAFETY: the op (buffer and `Arc<File>`) is stored in `slots`
-            // right below and stays there until its CQE is reaped.
-            if unsafe { sq.push(&entry) }.is_err() {
-                self.free.push(token);
-                self.queued.push_front(op);
-                break;
-            }
-            self.slots[token] = Some(op);
-            self.in_flight += 1;
-        }
-    }
-
-    fn reap(&mut self) {
-        let done: Vec<(u64, i32)> = self
-            .ring
-            .completion()
-            .map(|cqe| (cqe.user_data(), cqe.result()))
-            .collect();
-        for (token, res) in done {
-            if token == WAKE_TOKEN {
-                self.wake_armed = false;
-                continue;
-            }
-            let Some(op) = self.slots.get_mut(token as usize).and_then(Option::take) else {
-                tracing::error!("io_uring completion for unknown token {token}");
-                continue;
-            };
-            self.free.push(token as usize);
-            self.in_flight -= 1;
-            if let Step::Resubmit(op) = op.complete(res) {
-                self.queued.push_front(op);
             }
         }
     }
