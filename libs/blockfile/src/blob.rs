@@ -197,6 +197,19 @@ mod tests {
             decompress_bounded(&z, 99_999),
             Err(DecompressError::TooLarge)
         );
+        // A frame without a recorded size (streaming encoder) is bounded by
+        // the output buffer instead.
+        let z = zstd::stream::encode_all(&data[..], 1).unwrap();
+        assert!(matches!(
+            zstd::zstd_safe::get_frame_content_size(&z),
+            Ok(None)
+        ));
+        assert_eq!(decompress_bounded(&z, 100_000).unwrap(), data);
+        assert_eq!(decompress_bounded(&z, 200_000).unwrap(), data);
+        assert_eq!(
+            decompress_bounded(&z, 99_999),
+            Err(DecompressError::TooLarge)
+        );
         assert!(matches!(
             decompress_bounded(b"not zstd at all", 1000),
             Err(DecompressError::Invalid(_))
