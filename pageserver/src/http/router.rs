@@ -117,9 +117,28 @@ static MATCHER: LazyLock<matchit::Router<Vec<usize>>> = LazyLock::new(|| {
 pub async fn handle(state: Arc<HttpState>, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let method = request.method().clone();
+    let has_body = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0")
+        || request
+            .headers()
+            .contains_key(http::header::TRANSFER_ENCODING);
     let (route_label, mut response) = match dispatch(&state, request).await {
         Ok((label, response)) => (label, response),
-        Err((label, err)) => (label, err.into_response()),
+        Err((label, err)) => {
+            let mut response = err.into_response();
+            // A request refused before its body was read leaves the body on
+            // the connection; tell the client not to reuse it (hyper closes
+            // it), instead of racing a reused connection against the close.
+            if has_body {
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            (label, response)
+        }
     };
     HTTP_REQUESTS
         .with_label_values(&[route_label, method.as_str(), response.status().as_str()])
