@@ -60,7 +60,16 @@ struct Node {
 
 impl Node {
     fn build(config: Config) -> Node {
-        let (engine, fallback_reason) = Engine::resolve(config.io_engine);
+        Node::build_with(config, Engine::resolve)
+    }
+
+    /// `build` with the engine lookup injectable, so the fallback report can
+    /// be tested on machines where io_uring works.
+    fn build_with(
+        config: Config,
+        resolve: impl FnOnce(IoEngineKind) -> (Engine, Option<EngineUnavailable>),
+    ) -> Node {
+        let (engine, fallback_reason) = resolve(config.io_engine);
         let max = config.max_file_descriptors.max(1);
         Node {
             outcome: InitOutcome {
@@ -130,6 +139,27 @@ mod tests {
     use super::*;
 
     fn assert_send_sync<T: Send + Sync + Clone + std::fmt::Debug>() {}
+
+    #[test]
+    fn refused_io_uring_is_reported_as_std_fs_with_reason() {
+        let config = Config {
+            max_file_descriptors: 8,
+            io_engine: IoEngineKind::IoUring,
+            io_mode: IoMode::Direct,
+        };
+        let reason = EngineUnavailable::Setup("Operation not permitted (os error 1)".into());
+        let mut asked = None;
+        let node = Node::build_with(config, |kind| {
+            asked = Some(kind);
+            (Engine::StdFs, Some(reason.clone()))
+        });
+        assert_eq!(asked, Some(IoEngineKind::IoUring));
+        assert_eq!(node.outcome.io_engine, IoEngineKind::StdFs);
+        assert_eq!(node.engine.kind(), IoEngineKind::StdFs);
+        assert_eq!(node.outcome.fallback_reason, Some(reason));
+        assert_eq!(node.outcome.io_mode, IoMode::Direct);
+        assert_eq!(node.fd_cache.capacity(), 8);
+    }
 
     #[test]
     fn public_types_are_thread_safe() {
