@@ -63,6 +63,20 @@ fn storage(dir: &Utf8Path) -> Arc<TenantStorage> {
     )
 }
 
+/// Opens the storage in `dir` again with only the root timeline.
+async fn reload_root(dir: &Utf8Path) -> (Arc<TenantStorage>, Arc<Timeline>) {
+    let st = storage(dir);
+    st.load_timelines(&[TimelineSpec {
+        timeline_id: ROOT,
+        ancestor: None,
+        pg_version: 15,
+    }])
+    .await
+    .expect("load");
+    let tl = st.get(ROOT).expect("timeline");
+    (st, tl)
+}
+
 fn tempdir() -> (tempfile::TempDir, Utf8PathBuf) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = Utf8Path::from_path(tmp.path()).expect("utf8").to_owned();
@@ -242,15 +256,7 @@ async fn corrupt_layer_file_gives_an_error_naming_it() {
         bytes[at] ^= 0x5A;
         std::fs::write(path, bytes).expect("write");
     }
-    let st = storage(&dir);
-    st.load_timelines(&[TimelineSpec {
-        timeline_id: ROOT,
-        ancestor: None,
-        pg_version: 15,
-    }])
-    .await
-    .expect("load");
-    let tl = st.get(ROOT).expect("timeline");
+    let (st, tl) = reload_root(&dir).await;
     let mut errors = 0;
     for i in 0..PAGES {
         match tl
@@ -318,15 +324,7 @@ async fn crash_at_any_point_of_a_flush_loads_consistently() {
             st.shutdown(false).await;
             (durable_before, ends)
         };
-        let st = storage(&dir);
-        st.load_timelines(&[TimelineSpec {
-            timeline_id: ROOT,
-            ancestor: None,
-            pg_version: 15,
-        }])
-        .await
-        .expect("load after crash");
-        let tl = st.get(ROOT).expect("timeline");
+        let (st, tl) = reload_root(&dir).await;
         let durable = tl.get_disk_consistent_lsn();
         assert!(durable >= durable_before);
         // Every round end at or below what is durable reads back exactly.

@@ -24,7 +24,7 @@ use utils::lsn::Lsn;
 
 use super::format::{LayerFile, LayerFileWriter, LayerKind};
 use super::layer::Layer;
-use super::layer_desc::{LayerName, PersistentLayerDesc};
+use super::layer_desc::LayerName;
 use super::reconstruct::ValuesReconstructState;
 use super::{LayerReadError, LayerWriteError};
 use crate::tenant::resources::IoConcurrency;
@@ -120,21 +120,11 @@ impl DeltaLayerWriter {
     }
 
     pub async fn finish(self, key_end: Key) -> Result<Layer, LayerWriteError> {
-        let desc = PersistentLayerDesc {
-            name: LayerName::Delta {
-                key_range: self.key_start..key_end,
-                lsn_range: self.lsn_range,
-            },
-            file_size: 0,
+        let name = LayerName::Delta {
+            key_range: self.key_start..key_end,
+            lsn_range: self.lsn_range,
         };
-        let path = Layer::local_path(&self.dir, &desc, self.generation);
-        let (desc, file) = self.file.finish(desc, &path).await?;
-        Ok(Layer::for_written(
-            path,
-            desc,
-            self.generation,
-            Arc::new(file),
-        ))
+        Layer::finish_writing(self.file, &self.dir, self.generation, name).await
     }
 }
 

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeSet;
 use std::ops::Range;
-use std::sync::Arc;
 
 use camino::Utf8Path;
 use pageserver_api::key::{Key, KEY_SIZE};
@@ -19,7 +18,7 @@ use utils::lsn::Lsn;
 
 use super::format::{LayerFile, LayerFileWriter, LayerKind};
 use super::layer::Layer;
-use super::layer_desc::{LayerName, PersistentLayerDesc};
+use super::layer_desc::LayerName;
 use super::reconstruct::ValuesReconstructState;
 use super::{LayerReadError, LayerWriteError};
 use crate::tenant::resources::IoConcurrency;
@@ -74,21 +73,11 @@ impl ImageLayerWriter {
     }
 
     pub async fn finish(self) -> Result<Layer, LayerWriteError> {
-        let desc = PersistentLayerDesc {
-            name: LayerName::Image {
-                key_range: self.key_range,
-                lsn: self.lsn,
-            },
-            file_size: 0,
+        let name = LayerName::Image {
+            key_range: self.key_range,
+            lsn: self.lsn,
         };
-        let path = Layer::local_path(&self.dir, &desc, self.generation);
-        let (desc, file) = self.file.finish(desc, &path).await?;
-        Ok(Layer::for_written(
-            path,
-            desc,
-            self.generation,
-            Arc::new(file),
-        ))
+        Layer::finish_writing(self.file, &self.dir, self.generation, name).await
     }
 }
 

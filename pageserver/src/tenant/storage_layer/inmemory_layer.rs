@@ -173,17 +173,18 @@ impl InMemoryLayer {
                     len: scratch.len(),
                 });
             }
-            let path = inner.file.path().to_string();
-            let offset = inner
+            let appended = inner
                 .file
                 .append_with(|tail| tail.extend_from_slice(&scratch))
-                .await
-                .map_err(|source| PutError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
+                .await;
+            let offset = appended.map_err(|source| PutError::Io {
+                path: inner.file.path().to_string(),
+                source,
+            })?;
             if offset > MAX_OFFSET {
-                return Err(PutError::LayerFull { path });
+                return Err(PutError::LayerFull {
+                    path: inner.file.path().to_string(),
+                });
             }
             staged.push((
                 *key,

@@ -24,11 +24,11 @@ use utils::generation::Generation;
 use utils::lsn::Lsn;
 
 use super::delta_layer;
-use super::format::LayerFile;
+use super::format::{LayerFile, LayerFileWriter};
 use super::image_layer;
-use super::layer_desc::PersistentLayerDesc;
+use super::layer_desc::{LayerName, PersistentLayerDesc};
 use super::reconstruct::ValuesReconstructState;
-use super::LayerReadError;
+use super::{LayerReadError, LayerWriteError};
 use crate::tenant::resources::IoConcurrency;
 
 /// Suffix of layer files being written.
@@ -82,21 +82,25 @@ impl Layer {
         }
     }
 
-    /// A handle for a file just written (already opened).
-    pub(super) fn for_written(
-        path: Utf8PathBuf,
-        desc: PersistentLayerDesc,
+    /// Finishes `writer` as layer `name` in `dir` and returns its handle
+    /// (the file already open).
+    pub(super) async fn finish_writing(
+        writer: LayerFileWriter,
+        dir: &Utf8Path,
         generation: Generation,
-        file: Arc<LayerFile>,
-    ) -> Layer {
-        Layer {
+        name: LayerName,
+    ) -> Result<Layer, LayerWriteError> {
+        let desc = PersistentLayerDesc { name, file_size: 0 };
+        let path = Self::local_path(dir, &desc, generation);
+        let (desc, file) = writer.finish(desc, &path).await?;
+        Ok(Layer {
             path,
             desc: Arc::new(desc),
             generation,
-            file: tokio::sync::OnceCell::new_with(Some(file)),
+            file: tokio::sync::OnceCell::new_with(Some(Arc::new(file))),
             state: AtomicU8::new(LayerState::Resident as u8),
             delete_on_drop: AtomicBool::new(false),
-        }
+        })
     }
 
     pub fn desc(&self) -> &Arc<PersistentLayerDesc> {

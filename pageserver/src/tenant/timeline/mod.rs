@@ -235,6 +235,14 @@ impl Timeline {
         self.generation
     }
 
+    /// `checkpoint_distance` without cloning the whole config (write path).
+    pub(crate) fn checkpoint_distance(&self) -> u64 {
+        match self.tenant_conf.read() {
+            Ok(c) => c.checkpoint_distance,
+            Err(poisoned) => poisoned.into_inner().checkpoint_distance,
+        }
+    }
+
     pub(crate) fn conf(&self) -> TenantConfigToml {
         match self.tenant_conf.read() {
             Ok(c) => c.clone(),

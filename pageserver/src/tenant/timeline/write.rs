@@ -158,16 +158,19 @@ impl TimelineWriter<'_> {
             self.tl.resources.ephemeral_add(layer.size() - before);
         }
         self.finish_write(commit_lsn);
-        let checkpoint_distance = self.tl.conf().checkpoint_distance;
-        let mut mgr = self.tl.layers.write().await;
-        if mgr
-            .open
-            .as_ref()
-            .is_some_and(|l| l.size() >= checkpoint_distance)
-            && self.tl.freeze_open_layer(&mut mgr)
-        {
-            drop(mgr);
-            self.tl.flush_requested.notify_one();
+        let checkpoint_distance = self.tl.checkpoint_distance();
+        let full = |mgr: &super::layer_manager::LayerManager| {
+            mgr.open
+                .as_ref()
+                .is_some_and(|l| l.size() >= checkpoint_distance)
+        };
+        // Readers share the lock; take it exclusively only to roll.
+        if full(&*self.tl.layers.read().await) {
+            let mut mgr = self.tl.layers.write().await;
+            if full(&mgr) && self.tl.freeze_open_layer(&mut mgr) {
+                drop(mgr);
+                self.tl.flush_requested.notify_one();
+            }
         }
         Ok(())
     }
