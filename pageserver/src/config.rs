@@ -12,12 +12,14 @@ use std::collections::BTreeSet;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use pageserver_api::config::{
-    AuthType, ConfigToml, LogFormat, RemoteStorageConfig, DEFAULT_LOCAL_REMOTE_STORAGE_DIR,
-    DEFAULT_PG_DISTRIB_DIR,
+    AuthType, ConfigToml, GetVectoredConcurrentIo, ImageCompression, LogFormat,
+    RemoteStorageConfig, DEFAULT_LOCAL_REMOTE_STORAGE_DIR, DEFAULT_PG_DISTRIB_DIR,
 };
 use pageserver_api::tenant_config::TenantConfigToml;
 use toml_edit::{DocumentMut, Item};
 use utils::id::NodeId;
+
+use crate::tenant::resources::{IoConcurrency, StorageSettings};
 
 pub const CONFIG_FILE_NAME: &str = "pageserver.toml";
 pub const IDENTITY_FILE_NAME: &str = "identity.toml";
@@ -41,6 +43,13 @@ const EFFECTIVE_KEYS: &[&str] = &[
     "max_file_descriptors",
     "virtual_file_io_engine",
     "virtual_file_io_mode",
+    "page_cache_size",
+    "ephemeral_bytes_per_memory_kb",
+    "wait_lsn_timeout",
+    "max_get_vectored_keys",
+    "max_vectored_read_bytes",
+    "get_vectored_concurrent_io",
+    "image_compression",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +101,39 @@ impl PageServerConf {
     pub fn tenants_path(&self) -> Utf8PathBuf {
         self.workdir.join(TENANTS_DIR)
     }
+
+    /// The storage engine's node-wide settings.
+    ///
+    /// The background-task limit has no key of its own (as in Neon): it is
+    /// three quarters of the cores, rounded up, so flushes still find a
+    /// permit on a small machine while compaction runs.
+    pub fn storage_settings(&self) -> StorageSettings {
+        let t = &self.toml;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let ram_kb = total_memory_bytes().unwrap_or(0) / 1024;
+        StorageSettings {
+            concurrent_background_tasks: (cores * 3).div_ceil(4).max(1),
+            ephemeral_budget_bytes: ram_kb.saturating_mul(t.ephemeral_bytes_per_memory_kb as u64),
+            read_concurrency: match t.get_vectored_concurrent_io {
+                GetVectoredConcurrentIo::Sequential => IoConcurrency::Sequential,
+                GetVectoredConcurrentIo::SidecarTask => IoConcurrency::Concurrent,
+            },
+            wait_lsn_timeout: t.wait_lsn_timeout,
+            max_get_vectored_keys: t.max_get_vectored_keys.max(1),
+            max_vectored_read_bytes: t.max_vectored_read_bytes.max(8192),
+            page_cache_blocks: t.page_cache_size,
+            no_sync: self.no_sync,
+            image_compression: !matches!(t.image_compression, ImageCompression::Disabled),
+        }
+    }
+}
+
+/// `MemTotal` of `/proc/meminfo`; `None` where it cannot be read.
+fn total_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// A loaded configuration and what the operator should be told about it.

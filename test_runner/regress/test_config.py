@@ -112,12 +112,14 @@ def test_invalid_toml_fails_cleanly(pageserver_factory) -> None:
 
 
 def test_not_yet_effective_key_is_reported(pageserver_factory) -> None:
-    ps = pageserver_factory({"page_cache_size": 100}).start()
+    ps = pageserver_factory({"heatmap_upload_concurrency": 4, "page_cache_size": 100}).start()
     lines = ps.log_lines()
-    reported = _lines_with(lines, "not yet effective", "page_cache_size")
+    reported = _lines_with(lines, "not yet effective", "heatmap_upload_concurrency")
     assert len(reported) == 1, "\n".join(lines)
     assert "INFO" in reported[0]
     assert not _lines_with(lines, "unknown configuration key")
+    # page_cache_size sizes the block cache now.
+    assert not _lines_with(lines, "not yet effective", "page_cache_size"), "\n".join(lines)
 
 
 def test_unset_keys_are_not_reported(pageserver_factory) -> None:

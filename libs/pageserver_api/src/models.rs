@@ -271,6 +271,104 @@ pub struct FailpointConfig {
 /// Identifies a tenant by its plain id in the legacy create response.
 pub type TenantCreateResponse = TenantId;
 
+/// Body of `PUT .../do_gc`: the horizon (bytes of WAL behind the last record
+/// LSN) to use instead of the tenant's `gc_horizon`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineGcRequest {
+    #[serde(default)]
+    pub gc_horizon: Option<u64>,
+}
+
+/// Answer of `PUT .../do_gc`. A layer kept for several reasons counts once,
+/// under the first that applies in the order cutoff, branches, leases.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcResult {
+    pub layers_total: u64,
+    pub layers_needed_by_cutoff: u64,
+    pub layers_needed_by_pitr: u64,
+    pub layers_needed_by_branches: u64,
+    pub layers_needed_by_leases: u64,
+    pub layers_not_updated: u64,
+    pub layers_removed: u64,
+    /// Milliseconds.
+    pub elapsed: u64,
+}
+
+/// An in-memory layer in `GET .../layer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum InMemoryLayerInfo {
+    Open { lsn_start: Lsn },
+    Frozen { lsn_start: Lsn, lsn_end: Lsn },
+}
+
+/// A layer file in `GET .../layer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum HistoricLayerInfo {
+    Delta {
+        layer_file_name: String,
+        layer_file_size: u64,
+        lsn_start: Lsn,
+        lsn_end: Lsn,
+        remote: bool,
+        l0: bool,
+        visible: bool,
+    },
+    Image {
+        layer_file_name: String,
+        layer_file_size: u64,
+        lsn_start: Lsn,
+        remote: bool,
+        visible: bool,
+    },
+}
+
+/// Answer of `GET /v1/tenant/:tenant_shard_id/timeline/:timeline_id/layer`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerMapInfo {
+    pub in_memory_layers: Vec<InMemoryLayerInfo>,
+    pub historic_layers: Vec<HistoricLayerInfo>,
+}
+
+/// Body of `POST .../lsn_lease`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LsnLeaseRequest {
+    pub lsn: Lsn,
+}
+
+/// Answer of `POST .../lsn_lease`: `valid_until` in RFC 3339 with
+/// milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LsnLease {
+    pub valid_until: String,
+}
+
+/// One value of a dev-mode put: a page image or the storage engine's test
+/// record (hex-encoded bytes either way).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevPutValue {
+    pub key: String,
+    pub lsn: Lsn,
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub test_append: Option<String>,
+    #[serde(default)]
+    pub will_init: bool,
+}
+
+/// Body of the dev-mode-only `PUT .../dev/put`: values written atomically
+/// as one batch, after which `commit_lsn` is the last record LSN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevPutRequest {
+    pub commit_lsn: Lsn,
+    #[serde(default)]
+    pub values: Vec<DevPutValue>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,8 @@ use pageserver::config::{
 use pageserver::http::{self, HttpState};
 use pageserver::logging;
 use pageserver::tenant::mgr::TenantManager;
+use pageserver::tenant::resources::StorageResources;
+use pageserver::walredo::TestRedo;
 use pageserver_api::config::{AuthType, RemoteStorageKind};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -190,7 +192,9 @@ async fn serve(conf: Arc<PageServerConf>) -> anyhow::Result<()> {
         })?;
     }
     init_virtual_file(&conf)?;
-    let tenants = Arc::new(TenantManager::load(Arc::clone(&conf)).await?);
+    let resources = StorageResources::new(conf.storage_settings());
+    let tenants =
+        Arc::new(TenantManager::load(Arc::clone(&conf), resources, Arc::new(TestRedo)).await?);
 
     let listener = tokio::net::TcpListener::bind(&conf.listen_http_addr)
         .await

@@ -66,12 +66,12 @@ fn inline_table_override_replaces_backend() {
 #[test]
 fn unknown_and_not_yet_effective_keys() {
     let loaded = load_with(
-        "bogus = 1\npage_cache_size = 10\n[tenant_config]\nnope = true\ngc_horizon = 1\n",
+        "bogus = 1\npage_cache_size = 10\nheatmap_upload_concurrency = 2\n[tenant_config]\nnope = true\ngc_horizon = 1\n",
         &[],
     )
     .unwrap();
     assert_eq!(loaded.unknown_keys, vec!["bogus", "tenant_config.nope"]);
-    assert_eq!(loaded.not_yet_effective, vec!["page_cache_size"]);
+    assert_eq!(loaded.not_yet_effective, vec!["heatmap_upload_concurrency"]);
 }
 
 #[test]
@@ -235,4 +235,37 @@ fn example_config_is_complete_and_valid() {
         ..Default::default()
     };
     assert_eq!(parsed.tenant_config, expected);
+}
+
+#[test]
+fn storage_settings_follow_the_config() {
+    let loaded = load_with(
+        "page_cache_size = 123\nwait_lsn_timeout = '7s'\nmax_get_vectored_keys = 64\nget_vectored_concurrent_io = { mode = 'sequential' }\nimage_compression = 'disabled'\nephemeral_bytes_per_memory_kb = 2\n",
+        &[],
+    )
+    .unwrap();
+    let s = loaded.conf.storage_settings();
+    assert_eq!(s.page_cache_blocks, 123);
+    assert_eq!(s.wait_lsn_timeout, std::time::Duration::from_secs(7));
+    assert_eq!(s.max_get_vectored_keys, 64);
+    assert_eq!(
+        s.read_concurrency,
+        crate::tenant::resources::IoConcurrency::Sequential
+    );
+    assert!(!s.image_compression);
+    assert!(s.concurrent_background_tasks >= 1);
+    // Two bytes per KiB of RAM: a budget of about RAM / 512.
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kb: u64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert_eq!(s.ephemeral_budget_bytes, kb * 2);
+    assert!(
+        loaded.not_yet_effective.is_empty(),
+        "{:?}",
+        loaded.not_yet_effective
+    );
 }

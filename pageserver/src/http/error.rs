@@ -6,6 +6,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 
 use crate::tenant::mgr::MgrError;
+use crate::tenant::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -27,6 +28,8 @@ pub enum ApiError {
     PreconditionFailed(String),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("Timeout: {0}")]
+    Timeout(String),
     #[error("Shutting down")]
     ShuttingDown,
     #[error("Internal server error: {0}")]
@@ -45,6 +48,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -71,10 +75,16 @@ impl From<MgrError> for ApiError {
             MgrError::Conflict(_) => ApiError::Conflict(msg),
             MgrError::PreconditionFailed(_) => ApiError::PreconditionFailed(msg),
             MgrError::NotAcceptable(_) => ApiError::NotAcceptable(msg),
-            MgrError::ShuttingDown => ApiError::ShuttingDown,
-            MgrError::Broken(..) | MgrError::Persistence(_) | MgrError::Join(_) => {
-                ApiError::Internal(msg)
+            MgrError::ShuttingDown | MgrError::Storage(StorageError::ShuttingDown) => {
+                ApiError::ShuttingDown
             }
+            MgrError::Storage(StorageError::TimelineExists(_)) => ApiError::Conflict(msg),
+            MgrError::Storage(StorageError::TimelineNotFound(_)) => ApiError::NotFound(msg),
+            MgrError::Storage(StorageError::HasChildren(_)) => ApiError::PreconditionFailed(msg),
+            MgrError::Broken(..)
+            | MgrError::Persistence(_)
+            | MgrError::Join(_)
+            | MgrError::Storage(_) => ApiError::Internal(msg),
         }
     }
 }

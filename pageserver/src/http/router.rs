@@ -84,6 +84,28 @@ impl RequestContext {
             .map_err(|e| ApiError::BadRequest(format!("{e}")))
     }
 
+    /// The (percent-decoded) value of query parameter `name`, if given.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        let query = self.query.as_deref()?;
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// Query parameter `name` parsed as `T`; absent is `None`, unparsable a 400.
+    pub fn query_parsed<T>(&self, name: &str) -> Result<Option<T>, ApiError>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        self.query_param(name)
+            .map(|v| {
+                v.parse::<T>()
+                    .map_err(|e| ApiError::BadRequest(format!("query parameter {name}={v:?}: {e}")))
+            })
+            .transpose()
+    }
+
     /// The body as JSON of type `T`; malformed or mistyped JSON is a 400.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
         serde_json::from_slice(&self.body)

@@ -11,6 +11,10 @@ use utils::id::TenantId;
 
 use super::error::{json_response, ApiError};
 use super::router::{ok_json, Access, HandlerResult, RequestContext, Route};
+use super::storage_routes::{
+    timeline_checkpoint, timeline_compact, timeline_dev_put, timeline_gc, timeline_getpage,
+    timeline_layers, timeline_lsn_lease,
+};
 
 macro_rules! route {
     ($method:ident, $path:literal, $access:ident, $handler:ident) => {
@@ -70,6 +74,48 @@ pub static ROUTES: &[Route] = &[
         "/v1/tenant/{tenant_shard_id}/timeline/{timeline_id}",
         Tenant,
         timeline_delete
+    ),
+    route!(
+        PUT,
+        "/v1/tenant/{tenant_shard_id}/timeline/{timeline_id}/checkpoint",
+        Tenant,
+        timeline_checkpoint
+    ),
+    route!(
+        PUT,
+        "/v1/tenant/{tenant_shard_id}/timeline/{timeline_id}/compact",
+        Tenant,
+        timeline_compact
+    ),
+    route!(
+        PUT,
+        "/v1/tenant/{tenant_shard_id}/timeline/{timeline_id}/do_gc",
+        Tenant,
+        timeline_gc
+    ),
+    route!(
+        GET,
+        "/v1/tenant/{tenant_shard_id}/timeline/{timeline_id}/layer",
+        Tenant,
+        timeline_layers
+    ),
+    route!(
+        POST,
+        "/v1/tenant/{tenant_shard_id}/timeline/{timeline_id}/lsn_lease",
+        Tenant,
+        timeline_lsn_lease
+    ),
+    route!(
+        GET,
+        "/v1/tenant/{tenant_shard_id}/timeline/{timeline_id}/getpage",
+        Tenant,
+        timeline_getpage
+    ),
+    route!(
+        PUT,
+        "/v1/tenant/{tenant_shard_id}/timeline/{timeline_id}/dev/put",
+        Tenant,
+        timeline_dev_put
     ),
     route!(PUT, "/v1/failpoints", NodeWide, failpoints),
 ];

@@ -5,6 +5,16 @@
 //! never interleave their disk writes; each modification is made durable on
 //! disk before the in-memory map changes and before the caller is answered.
 //! After [`TenantManager::shutdown`] every operation fails with `ShuttingDown`.
+//!
+//! Every attached, non-broken tenant has a running [`TenantStorage`]: started
+//! at load or attach, restarted when its generation changes, shut down (with
+//! a flush) at node shutdown and without one at detach or delete. Data-path
+//! callers (page reads, checkpoint, compaction, GC) take the manager's lock
+//! only to look their timeline up, so they never wait behind each other.
+//!
+//! Timeline creation order: the storage creates the timeline directory and
+//! its `index.json`, then `metadata.json` is written; that last write is the
+//! commit point (a directory without it is removed at the next load).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,8 +34,13 @@ use utils::shard::TenantShardId;
 use super::persistence::{
     self, CreationParams, PersistedLocation, PersistenceError, TimelineMetadata,
 };
+use super::resources::StorageResources;
+use super::storage::{StorageError, TenantStorage, TimelineSpec};
+use super::timeline::Timeline;
 use super::Tenant;
 use crate::config::PageServerConf;
+use crate::walredo::Redo;
+use utils::generation::Generation;
 
 /// The only Postgres major version this build supports.
 pub const SUPPORTED_PG_VERSION: u32 = 15;
@@ -54,6 +69,8 @@ pub enum MgrError {
     Persistence(#[from] PersistenceError),
     #[error("background task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 struct Inner {
@@ -64,6 +81,8 @@ struct Inner {
 pub struct TenantManager {
     conf: Arc<PageServerConf>,
     tenants_path: Utf8PathBuf,
+    resources: Arc<StorageResources>,
+    redo: Arc<dyn Redo>,
     inner: Mutex<Inner>,
 }
 
@@ -77,20 +96,73 @@ where
 }
 
 impl TenantManager {
-    /// Loads every tenant from local disk.
-    pub async fn load(conf: Arc<PageServerConf>) -> Result<Self, MgrError> {
+    /// Loads every tenant from local disk and starts its storage.
+    pub async fn load(
+        conf: Arc<PageServerConf>,
+        resources: Arc<StorageResources>,
+        redo: Arc<dyn Redo>,
+    ) -> Result<Self, MgrError> {
         let tenants_path = conf.tenants_path();
         let path = tenants_path.clone();
-        let tenants = blocking(move || persistence::load_tenants(&path)).await?;
-        tracing::info!("loaded {} tenant(s) from {tenants_path}", tenants.len());
-        Ok(Self {
+        let mut tenants = blocking(move || persistence::load_tenants(&path)).await?;
+        let mgr = Self {
             conf,
             tenants_path,
+            resources,
+            redo,
             inner: Mutex::new(Inner {
-                tenants,
+                tenants: BTreeMap::new(),
                 shutting_down: false,
             }),
-        })
+        };
+        for tenant in tenants.values_mut() {
+            if tenant.broken.is_none() {
+                mgr.start_storage(tenant).await;
+            }
+        }
+        tracing::info!(
+            "loaded {} tenant(s) from {}",
+            tenants.len(),
+            mgr.tenants_path
+        );
+        mgr.inner.lock().await.tenants = tenants;
+        Ok(mgr)
+    }
+
+    /// Starts `tenant`'s storage and loads its timelines; a failure marks
+    /// the tenant broken, naming the cause.
+    async fn start_storage(&self, tenant: &mut Tenant) {
+        let storage = TenantStorage::new(
+            tenant.id,
+            &persistence::tenant_dir(&self.tenants_path, &tenant.id),
+            Generation(tenant.location.generation),
+            self.conf
+                .default_tenant_conf
+                .apply(&tenant.location.tenant_conf),
+            Arc::clone(&self.resources),
+            Arc::clone(&self.redo),
+        );
+        let specs: Vec<TimelineSpec> = tenant
+            .timelines
+            .values()
+            .map(|m| TimelineSpec {
+                timeline_id: m.timeline_id,
+                ancestor: m.ancestor_timeline_id.map(|a| (a, m.ancestor_lsn)),
+                pg_version: m.pg_version,
+            })
+            .collect();
+        match storage.load_timelines(&specs).await {
+            Ok(()) => {
+                storage.spawn_background_loops();
+                tenant.storage = Some(storage);
+            }
+            Err(e) => {
+                let reason = format!("cannot load timelines: {e}");
+                tracing::error!(tenant_id = %tenant.id, "tenant is broken: {reason}");
+                storage.shutdown(false).await;
+                tenant.broken = Some(reason);
+            }
+        }
     }
 
     async fn lock(&self) -> Result<tokio::sync::MutexGuard<'_, Inner>, MgrError> {
@@ -101,21 +173,32 @@ impl TenantManager {
         Ok(guard)
     }
 
-    /// Refuses every later operation; waits for the one in progress.
+    /// Refuses every later operation, waits for the one in progress, then
+    /// stops every tenant's storage, flushing in-memory data to disk.
     pub async fn shutdown(&self) {
-        self.inner.lock().await.shutting_down = true;
+        let mut inner = self.inner.lock().await;
+        inner.shutting_down = true;
+        for tenant in inner.tenants.values_mut() {
+            if let Some(storage) = tenant.storage.take() {
+                storage.shutdown(true).await;
+            }
+        }
     }
 
     pub async fn list(&self) -> Result<Vec<TenantInfo>, MgrError> {
         let inner = self.lock().await?;
-        Ok(inner.tenants.values().map(Tenant::info).collect())
+        let mut out = Vec::with_capacity(inner.tenants.len());
+        for tenant in inner.tenants.values() {
+            out.push(tenant.info().await);
+        }
+        Ok(out)
     }
 
     pub async fn details(&self, id: TenantShardId) -> Result<TenantDetails, MgrError> {
         let inner = self.lock().await?;
         let tenant = inner.tenants.get(&id).ok_or(MgrError::TenantNotFound(id))?;
         Ok(TenantDetails {
-            tenant_info: tenant.info(),
+            tenant_info: tenant.info().await,
             walredo: None,
             timelines: tenant.timelines.keys().copied().collect(),
         })
@@ -152,15 +235,15 @@ impl TenantManager {
             tenant_conf,
         };
         self.persist_location(id, location.clone()).await?;
-        inner.tenants.insert(
+        let mut tenant = Tenant {
             id,
-            Tenant {
-                id,
-                location,
-                timelines: BTreeMap::new(),
-                broken: None,
-            },
-        );
+            location,
+            timelines: BTreeMap::new(),
+            broken: None,
+            storage: None,
+        };
+        self.start_storage(&mut tenant).await;
+        inner.tenants.insert(id, tenant);
         tracing::info!(tenant_id = %id, "created tenant");
         Ok(())
     }
@@ -194,7 +277,10 @@ impl TenantManager {
         let mut inner = self.lock().await?;
         match config.mode {
             LocationConfigMode::Detached => {
-                if inner.tenants.contains_key(&id) {
+                if let Some(tenant) = inner.tenants.get_mut(&id) {
+                    if let Some(storage) = tenant.storage.take() {
+                        storage.shutdown(false).await;
+                    }
                     let path = self.tenants_path.clone();
                     blocking(move || persistence::remove_tenant(&path, &id)).await?;
                     inner.tenants.remove(&id);
@@ -240,17 +326,36 @@ impl TenantManager {
         };
         self.persist_location(id, location.clone()).await?;
         match inner.tenants.get_mut(&id) {
-            Some(tenant) => tenant.location = location,
+            Some(tenant) => {
+                let new_generation = tenant.location.generation != location.generation;
+                tenant.location = location;
+                match &tenant.storage {
+                    // Layer files carry the generation that wrote them, so a
+                    // new generation means restarting the storage.
+                    Some(storage) if new_generation => {
+                        storage.shutdown(true).await;
+                        tenant.storage = None;
+                        self.start_storage(tenant).await;
+                    }
+                    Some(storage) => storage.set_conf(
+                        self.conf
+                            .default_tenant_conf
+                            .apply(&tenant.location.tenant_conf),
+                    ),
+                    None if tenant.broken.is_none() => self.start_storage(tenant).await,
+                    None => {}
+                }
+            }
             None => {
-                inner.tenants.insert(
+                let mut tenant = Tenant {
                     id,
-                    Tenant {
-                        id,
-                        location,
-                        timelines: BTreeMap::new(),
-                        broken: None,
-                    },
-                );
+                    location,
+                    timelines: BTreeMap::new(),
+                    broken: None,
+                    storage: None,
+                };
+                self.start_storage(&mut tenant).await;
+                inner.tenants.insert(id, tenant);
             }
         }
         tracing::info!(tenant_id = %id, generation, mode = ?config.mode, "location configured");
@@ -265,8 +370,12 @@ impl TenantManager {
 
     pub async fn delete_tenant(&self, id: TenantShardId) -> Result<(), MgrError> {
         let mut inner = self.lock().await?;
-        if !inner.tenants.contains_key(&id) {
-            return Err(MgrError::TenantNotFound(id));
+        let tenant = inner
+            .tenants
+            .get_mut(&id)
+            .ok_or(MgrError::TenantNotFound(id))?;
+        if let Some(storage) = tenant.storage.take() {
+            storage.shutdown(false).await;
         }
         let path = self.tenants_path.clone();
         blocking(move || persistence::remove_tenant(&path, &id)).await?;
@@ -283,14 +392,39 @@ impl TenantManager {
         }
     }
 
+    fn storage_of(tenant: &Tenant) -> Result<&Arc<TenantStorage>, MgrError> {
+        tenant.storage.as_ref().ok_or(MgrError::ShuttingDown)
+    }
+
+    /// The live timeline, for data-path callers; the manager's lock is held
+    /// only for the lookup.
+    pub async fn get_timeline(
+        &self,
+        id: TenantShardId,
+        timeline_id: TimelineId,
+    ) -> Result<Arc<Timeline>, MgrError> {
+        let inner = self.lock().await?;
+        let tenant = Self::active_tenant(&inner, id)?;
+        Self::storage_of(tenant)?
+            .get(timeline_id)
+            .ok_or(MgrError::TimelineNotFound(id, timeline_id))
+    }
+
+    /// The tenant's storage (GC needs the whole tenant for branch points).
+    pub async fn get_storage(&self, id: TenantShardId) -> Result<Arc<TenantStorage>, MgrError> {
+        let inner = self.lock().await?;
+        let tenant = Self::active_tenant(&inner, id)?;
+        Ok(Arc::clone(Self::storage_of(tenant)?))
+    }
+
     pub async fn list_timelines(&self, id: TenantShardId) -> Result<Vec<TimelineInfo>, MgrError> {
         let inner = self.lock().await?;
         let tenant = Self::active_tenant(&inner, id)?;
-        Ok(tenant
-            .timelines
-            .values()
-            .map(|m| tenant.timeline_info(m))
-            .collect())
+        let mut out = Vec::with_capacity(tenant.timelines.len());
+        for meta in tenant.timelines.values() {
+            out.push(tenant.timeline_info(meta).await);
+        }
+        Ok(out)
     }
 
     pub async fn timeline(
@@ -304,7 +438,7 @@ impl TenantManager {
             .timelines
             .get(&timeline_id)
             .ok_or(MgrError::TimelineNotFound(id, timeline_id))?;
-        Ok(tenant.timeline_info(meta))
+        Ok(tenant.timeline_info(meta).await)
     }
 
     /// `POST /v1/tenant/:id/timeline`: idempotent for identical parameters.
@@ -351,7 +485,7 @@ impl TenantManager {
 
         if let Some(existing) = tenant.timelines.get(&timeline_id) {
             return if existing.creation == creation {
-                Ok(tenant.timeline_info(existing))
+                Ok(tenant.timeline_info(existing).await)
             } else {
                 Err(MgrError::Conflict(format!(
                     "timeline {timeline_id} already exists with different creation parameters"
@@ -359,37 +493,63 @@ impl TenantManager {
             };
         }
 
+        let storage = Arc::clone(Self::storage_of(tenant)?);
         let meta = match &creation {
             CreationParams::Bootstrap { pg_version } => {
-                TimelineMetadata::new(timeline_id, None, *pg_version, creation.clone())
+                let meta = TimelineMetadata::new(timeline_id, None, *pg_version, creation.clone());
+                storage
+                    .create_timeline(timeline_id, *pg_version, meta.initdb_lsn)
+                    .await?;
+                meta
             }
             CreationParams::Branch {
                 ancestor_timeline_id,
                 ancestor_start_lsn,
             } => {
-                let ancestor = tenant
+                let ancestor_meta = tenant
                     .timelines
                     .get(ancestor_timeline_id)
                     .ok_or(MgrError::AncestorNotFound(id, *ancestor_timeline_id))?;
-                let lsn = branch_lsn(ancestor, *ancestor_start_lsn)?;
+                let ancestor = storage
+                    .get(*ancestor_timeline_id)
+                    .ok_or(MgrError::AncestorNotFound(id, *ancestor_timeline_id))?;
+                let lsn = branch_lsn(ancestor_meta, &ancestor, *ancestor_start_lsn)?;
+                let pg_version = ancestor_meta.pg_version;
+                storage
+                    .branch_timeline(timeline_id, *ancestor_timeline_id, Some(lsn))
+                    .await
+                    .map_err(|e| match e {
+                        e @ (StorageError::BranchBelowGcCutoff { .. }
+                        | StorageError::WaitLsn(_)) => {
+                            MgrError::NotAcceptable(format!("invalid branch start lsn: {e}"))
+                        }
+                        other => MgrError::Storage(other),
+                    })?;
                 TimelineMetadata::new(
                     timeline_id,
                     Some((*ancestor_timeline_id, lsn)),
-                    ancestor.pg_version,
+                    pg_version,
                     creation.clone(),
                 )
             }
         };
         let path = self.tenants_path.clone();
         let to_write = meta.clone();
-        blocking(move || persistence::write_timeline(&path, &id, &to_write)).await?;
+        let written = blocking(move || persistence::write_timeline(&path, &id, &to_write)).await;
+        if let Err(e) = written {
+            // Not acknowledged: take the half-created timeline away again.
+            if let Err(cleanup) = storage.delete_timeline(timeline_id).await {
+                tracing::warn!(%timeline_id, "cannot remove unfinished timeline: {cleanup}");
+            }
+            return Err(e);
+        }
         let tenant = inner
             .tenants
             .get_mut(&id)
             .ok_or(MgrError::TenantNotFound(id))?;
         tenant.timelines.insert(timeline_id, meta.clone());
         tracing::info!(tenant_id = %id, %timeline_id, "created timeline");
-        Ok(tenant.timeline_info(&meta))
+        Ok(tenant.timeline_info(&meta).await)
     }
 
     /// `DELETE /v1/tenant/:id/timeline/:timeline_id`.
@@ -413,8 +573,13 @@ impl TenantManager {
                 "timeline {timeline_id} has child timelines: {children:?}"
             )));
         }
-        let path = self.tenants_path.clone();
-        blocking(move || persistence::remove_timeline(&path, &id, &timeline_id)).await?;
+        match &tenant.storage {
+            Some(storage) => storage.delete_timeline(timeline_id).await?,
+            None => {
+                let path = self.tenants_path.clone();
+                blocking(move || persistence::remove_timeline(&path, &id, &timeline_id)).await?;
+            }
+        }
         if let Some(tenant) = inner.tenants.get_mut(&id) {
             tenant.timelines.remove(&timeline_id);
         }
@@ -423,29 +588,29 @@ impl TenantManager {
     }
 }
 
-/// The LSN a new branch of `ancestor` starts at.
-fn branch_lsn(ancestor: &TimelineMetadata, requested: Option<Lsn>) -> Result<Lsn, MgrError> {
-    let last = ancestor.last_record_lsn();
+/// The LSN a new branch of `ancestor` starts at: its last record LSN by
+/// default. An LSN below the ancestor's own branch point or GC cutoff is
+/// refused here; one above its last record LSN is waited for (up to
+/// `wait_lsn_timeout`) by the storage, as WAL may still be arriving.
+fn branch_lsn(
+    meta: &TimelineMetadata,
+    ancestor: &Timeline,
+    requested: Option<Lsn>,
+) -> Result<Lsn, MgrError> {
     let Some(requested) = requested else {
-        return Ok(last);
+        return Ok(ancestor.get_last_record_lsn());
     };
     let lsn = requested.align();
-    if lsn < ancestor.ancestor_lsn {
+    if lsn < meta.ancestor_lsn {
         return Err(MgrError::NotAcceptable(format!(
             "invalid branch start lsn {lsn}: below the ancestor's own branch point {}",
-            ancestor.ancestor_lsn
+            meta.ancestor_lsn
         )));
     }
-    if lsn < ancestor.latest_gc_cutoff_lsn {
+    let cutoff = ancestor.get_gc_cutoff_lsn();
+    if lsn < cutoff {
         return Err(MgrError::NotAcceptable(format!(
-            "invalid branch start lsn {lsn}: below the GC cutoff {}",
-            ancestor.latest_gc_cutoff_lsn
-        )));
-    }
-    if lsn > last {
-        // Nothing ingests WAL yet, so waiting could not help.
-        return Err(MgrError::NotAcceptable(format!(
-            "invalid branch start lsn {lsn}: beyond the ancestor's last record lsn {last}"
+            "invalid branch start lsn {lsn}: below the GC cutoff {cutoff}"
         )));
     }
     Ok(lsn)

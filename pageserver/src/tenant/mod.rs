@@ -1,10 +1,12 @@
 //! Tenants and timelines as this node knows them.
 //!
-//! At this stage a tenant is its location (attachment mode, generation, shard
-//! identity, config overrides) and a set of timelines described by their
-//! metadata (ancestry, LSNs, Postgres version). The [`mgr::TenantManager`]
-//! owns them all; [`persistence`] keeps them on local disk, written crash-safely
-//! so that whatever the API acknowledged survives a crash or restart.
+//! A tenant is its location (attachment mode, generation, shard identity,
+//! config overrides), the creation records of its timelines (ancestry,
+//! Postgres version, how they were created: `metadata.json`) and, unless it
+//! is broken, its storage engine ([`storage::TenantStorage`]) that holds the
+//! live timelines and their data. The [`mgr::TenantManager`] owns them all;
+//! [`persistence`] keeps the records on local disk, written crash-safely so
+//! that whatever the API acknowledged survives a crash or restart.
 
 pub mod ephemeral_file;
 pub mod layer_map;
@@ -16,6 +18,7 @@ pub mod storage_layer;
 pub mod timeline;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use pageserver_api::models::{
     TenantAttachmentStatus, TenantInfo, TenantState, TimelineInfo, TimelineState,
@@ -24,15 +27,17 @@ use utils::id::TimelineId;
 use utils::shard::TenantShardId;
 
 use persistence::{PersistedLocation, TimelineMetadata};
+use storage::TenantStorage;
 
 /// One tenant shard attached to this node.
-#[derive(Debug, Clone)]
 pub struct Tenant {
     pub id: TenantShardId,
     pub location: PersistedLocation,
     pub timelines: BTreeMap<TimelineId, TimelineMetadata>,
     /// Why the tenant cannot be used (e.g. unreadable local metadata).
     pub broken: Option<String>,
+    /// The live storage; `None` while loading and when broken.
+    pub storage: Option<Arc<TenantStorage>>,
 }
 
 impl Tenant {
@@ -46,11 +51,17 @@ impl Tenant {
         }
     }
 
-    pub fn info(&self) -> TenantInfo {
+    pub async fn info(&self) -> TenantInfo {
+        let mut physical = 0;
+        if let Some(storage) = &self.storage {
+            for tl in storage.list() {
+                physical += tl.physical_size().await;
+            }
+        }
         TenantInfo {
             id: self.id,
             state: self.state(),
-            current_physical_size: Some(0),
+            current_physical_size: Some(physical),
             attachment_status: match &self.broken {
                 Some(reason) => TenantAttachmentStatus::Failed {
                     reason: reason.clone(),
@@ -71,34 +82,62 @@ impl Tenant {
             .collect()
     }
 
-    pub fn timeline_info(&self, meta: &TimelineMetadata) -> TimelineInfo {
-        let last_record_lsn = meta.last_record_lsn();
+    /// The API view of a timeline: its creation record, with the LSNs and
+    /// sizes of the live timeline when the storage has it.
+    pub async fn timeline_info(&self, meta: &TimelineMetadata) -> TimelineInfo {
+        let live = self.storage.as_ref().and_then(|s| s.get(meta.timeline_id));
+        let (last_record_lsn, prev_record_lsn, disk_consistent_lsn, gc_cutoff, physical) =
+            match &live {
+                Some(tl) => (
+                    tl.get_last_record_lsn(),
+                    tl.get_prev_record_lsn(),
+                    tl.get_disk_consistent_lsn(),
+                    tl.get_gc_cutoff_lsn(),
+                    tl.physical_size().await,
+                ),
+                None => (
+                    meta.last_record_lsn(),
+                    meta.prev_record_lsn,
+                    meta.disk_consistent_lsn,
+                    meta.latest_gc_cutoff_lsn,
+                    0,
+                ),
+            };
+        let state = match (&self.broken, &live) {
+            (Some(reason), _) => TimelineState::Broken {
+                reason: reason.clone(),
+                backtrace: String::new(),
+            },
+            (None, Some(tl)) if tl.cancel.is_cancelled() => TimelineState::Stopping,
+            _ => TimelineState::Active,
+        };
         TimelineInfo {
             tenant_id: self.id,
             timeline_id: meta.timeline_id,
             ancestor_timeline_id: meta.ancestor_timeline_id,
             ancestor_lsn: meta.ancestor_lsn.is_valid().then_some(meta.ancestor_lsn),
             last_record_lsn,
-            prev_record_lsn: meta.prev_record_lsn,
-            applied_gc_cutoff_lsn: meta.latest_gc_cutoff_lsn,
-            min_readable_lsn: meta.latest_gc_cutoff_lsn,
-            disk_consistent_lsn: meta.disk_consistent_lsn,
-            remote_consistent_lsn: meta.disk_consistent_lsn,
-            remote_consistent_lsn_visible: meta.disk_consistent_lsn,
+            prev_record_lsn,
+            applied_gc_cutoff_lsn: gc_cutoff,
+            min_readable_lsn: gc_cutoff,
+            disk_consistent_lsn,
+            // Until remote storage exists, the local disk is all there is.
+            remote_consistent_lsn: disk_consistent_lsn,
+            remote_consistent_lsn_visible: disk_consistent_lsn,
             initdb_lsn: meta.initdb_lsn,
             current_logical_size: 0,
             current_logical_size_is_accurate: true,
             directory_entries_counts: Vec::new(),
-            current_physical_size: Some(0),
+            current_physical_size: Some(physical),
             current_logical_size_non_incremental: None,
             pitr_history_size: 0,
             within_ancestor_pitr: false,
-            timeline_dir_layer_file_size_sum: Some(0),
+            timeline_dir_layer_file_size_sum: Some(physical),
             wal_source_connstr: None,
             last_received_msg_lsn: None,
             last_received_msg_ts: None,
             pg_version: meta.pg_version,
-            state: TimelineState::Active,
+            state,
             walreceiver_status: "disconnected".to_owned(),
             is_archived: Some(false),
             rel_size_migration: None,

@@ -216,6 +216,7 @@ pub fn load_tenants(
                 },
                 timelines: BTreeMap::new(),
                 broken: Some(reason),
+                storage: None,
             }
         });
         result.insert(id, tenant);
@@ -276,6 +277,7 @@ fn load_tenant(tenants: &Utf8Path, id: TenantShardId) -> Result<Tenant, String> 
         location,
         timelines,
         broken: None,
+        storage: None,
     })
 }
 

@@ -32,6 +32,7 @@ use super::resources::{BackgroundKind, StorageResources};
 use super::timeline::compaction::CompactionError;
 use super::timeline::flush::FlushError;
 use super::timeline::gc::GcOutcome;
+use super::timeline::index::IndexError;
 use super::timeline::{lock, Timeline, TimelineLoadError, TimelineParams, WaitLsnError};
 use crate::walredo::Redo;
 
@@ -268,22 +269,41 @@ impl TenantStorage {
     ) -> Vec<(TimelineId, Result<GcOutcome, String>)> {
         let mut out = Vec::new();
         for tl in self.list() {
-            let branch_points = self.children_branch_points(tl.timeline_id);
-            let _permit = self.resources.background_permit(BackgroundKind::Gc).await;
-            let res = tl.gc(&branch_points, now).await.map_err(|e| e.to_string());
-            record_job(BackgroundKind::Gc, res.is_ok());
+            let res = self
+                .gc_timeline(&tl, now, None)
+                .await
+                .map_err(|e| e.to_string());
             out.push((tl.timeline_id, res));
         }
         out
     }
 
-    /// One compaction pass over every timeline (rolling checks included).
-    pub async fn compaction_iteration(&self) -> Result<(), CompactionError> {
+    /// One GC pass over `tl`, retaining its children's branch points, under
+    /// a background permit (the loop and HTTP `do_gc`).
+    pub async fn gc_timeline(
+        &self,
+        tl: &Timeline,
+        now: SystemTime,
+        horizon: Option<u64>,
+    ) -> Result<GcOutcome, IndexError> {
+        let branch_points = self.children_branch_points(tl.timeline_id);
+        let _permit = self.resources.background_permit(BackgroundKind::Gc).await;
+        let res = tl.gc(&branch_points, now, horizon).await;
+        record_job(BackgroundKind::Gc, res.is_ok());
+        res
+    }
+
+    /// One pass over every timeline: rolling checks, then (with `compact`)
+    /// compaction.
+    pub async fn compaction_iteration(&self, compact: bool) -> Result<(), CompactionError> {
         for tl in self.list() {
             if self.cancel.is_cancelled() {
                 return Err(CompactionError::Cancelled);
             }
             tl.maybe_roll().await;
+            if !compact {
+                continue;
+            }
             let _permit = self
                 .resources
                 .background_permit(BackgroundKind::Compaction)
@@ -319,6 +339,7 @@ impl TenantStorage {
                         BackgroundKind::Gc => conf.gc_period,
                         // The compaction loop also rolls idle layers, so it
                         // runs at least every few seconds.
+                        _ if conf.compaction_period.is_zero() => Duration::from_secs(10),
                         _ => conf.compaction_period.min(Duration::from_secs(10)),
                     };
                     let period = period.max(Duration::from_millis(100));
@@ -332,8 +353,11 @@ impl TenantStorage {
                                 tenant.gc_iteration(SystemTime::now()).await;
                             }
                         }
+                        // `compaction_period = 0` disables compaction,
+                        // not the rolling of idle layers.
                         _ => {
-                            let _ = tenant.compaction_iteration().await;
+                            let compact = !conf.compaction_period.is_zero();
+                            let _ = tenant.compaction_iteration(compact).await;
                         }
                     }
                 }

@@ -31,7 +31,13 @@ pub enum FlushError {
     Index(#[from] IndexError),
     #[error("flush cancelled")]
     Cancelled,
+    #[error("failpoint {0} is armed")]
+    Failpoint(&'static str),
 }
+
+/// Hit after a flushed layer file is durable, before the index names it:
+/// tests crash the process here to check the file is discarded at restart.
+pub const FAILPOINT_AFTER_LAYER_WRITE: &str = "flush-after-layer-write";
 
 impl Timeline {
     /// Flushes every frozen layer, oldest first.
@@ -62,6 +68,9 @@ impl Timeline {
             } else {
                 None
             };
+            if utils::failpoint::hit(FAILPOINT_AFTER_LAYER_WRITE).await {
+                return Err(FlushError::Failpoint(FAILPOINT_AFTER_LAYER_WRITE));
+            }
             {
                 let mut mgr = self.layers.write().await;
                 mgr.apply(new_layer.into_iter().collect(), &[]);

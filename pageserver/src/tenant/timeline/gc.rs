@@ -22,11 +22,16 @@ use super::Timeline;
 use crate::tenant::layer_map::LayerMap;
 use crate::tenant::storage_layer::layer_desc::{LayerName, PersistentLayerDesc};
 
+/// What one GC pass did. A kept layer counts once, under the first reason
+/// that applies: the cutoff (reads at or above it need the layer), then a
+/// child's branch point, then a lease.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GcOutcome {
     pub cutoff: Lsn,
     pub layers_removed: usize,
     pub layers_kept: usize,
+    pub kept_for_branches: usize,
+    pub kept_for_leases: usize,
 }
 
 /// Whether `layer` is needed for reads at `r`.
@@ -62,11 +67,12 @@ pub fn removable_layers(map: &LayerMap, cutoff: Lsn, retain: &[Lsn]) -> Vec<Laye
 }
 
 impl Timeline {
-    /// The cutoff GC would use now (not below the applied one).
-    pub async fn gc_cutoff_candidate(&self, now: SystemTime) -> Lsn {
+    /// The cutoff GC would use now (not below the applied one), with the
+    /// tenant's `gc_horizon` unless `horizon` overrides it.
+    pub async fn gc_cutoff_candidate(&self, now: SystemTime, horizon: Option<u64>) -> Lsn {
         let conf = self.conf();
         let last = self.get_last_record_lsn();
-        let horizon = Lsn(last.0.saturating_sub(conf.gc_horizon));
+        let horizon = Lsn(last.0.saturating_sub(horizon.unwrap_or(conf.gc_horizon)));
         let pitr = if conf.pitr_interval.is_zero() {
             horizon
         } else {
@@ -86,13 +92,14 @@ impl Timeline {
     }
 
     /// One GC pass. `branch_points` are the `ancestor_lsn`s of this
-    /// timeline's children.
+    /// timeline's children; `horizon` overrides the tenant's `gc_horizon`.
     pub async fn gc(
         &self,
         branch_points: &[Lsn],
         now: SystemTime,
+        horizon: Option<u64>,
     ) -> Result<GcOutcome, IndexError> {
-        let cutoff = self.gc_cutoff_candidate(now).await;
+        let cutoff = self.gc_cutoff_candidate(now, horizon).await;
         self.gc_with_cutoff(cutoff, branch_points, now).await
     }
 
@@ -114,11 +121,14 @@ impl Timeline {
         }
         let mut retain: Vec<Lsn> = branch_points.to_vec();
         retain.extend(self.active_leases(now));
-        let (removes, total) = {
+        let (removes, total, without_retain, without_leases) = {
             let mgr = self.layers.read().await;
+            let map = mgr.map();
             (
-                removable_layers(mgr.map(), cutoff, &retain),
-                mgr.map().len(),
+                removable_layers(map, cutoff, &retain),
+                map.len(),
+                removable_layers(map, cutoff, &[]).len(),
+                removable_layers(map, cutoff, branch_points).len(),
             )
         };
         if !removes.is_empty() {
@@ -129,6 +139,8 @@ impl Timeline {
             cutoff,
             layers_removed: removes.len(),
             layers_kept: total - removes.len(),
+            kept_for_branches: without_retain.saturating_sub(without_leases),
+            kept_for_leases: without_leases.saturating_sub(removes.len()),
         })
     }
 }

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use camino::{Utf8Path, Utf8PathBuf};
+use pageserver_api::models::{HistoricLayerInfo, InMemoryLayerInfo, LayerMapInfo};
 use pageserver_api::tenant_config::TenantConfigToml;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -309,6 +310,13 @@ impl Timeline {
         *entry = (*entry).max(until);
     }
 
+    /// Whether an unexpired lease holds exactly `lsn`.
+    pub fn is_leased(&self, lsn: Lsn) -> bool {
+        lock(&self.leases)
+            .get(&lsn)
+            .is_some_and(|until| *until > SystemTime::now())
+    }
+
     /// Unexpired leases (expired ones are dropped).
     pub fn active_leases(&self, now: SystemTime) -> Vec<Lsn> {
         let mut leases = lock(&self.leases);
@@ -359,12 +367,75 @@ impl Timeline {
         self.index.lock().await.clone()
     }
 
+    /// The in-memory layers and layer files, for `GET .../layer`. Every
+    /// layer is local (no remote storage yet) and visible (no layer is
+    /// hidden from reads yet).
+    pub async fn layer_map_info(&self) -> LayerMapInfo {
+        let guard = self.layers.read().await;
+        let mut in_memory_layers = Vec::new();
+        for frozen in &guard.frozen {
+            let lsn_start = frozen.start_lsn();
+            in_memory_layers.push(match frozen.end_lsn() {
+                Some(lsn_end) => InMemoryLayerInfo::Frozen { lsn_start, lsn_end },
+                None => InMemoryLayerInfo::Open { lsn_start },
+            });
+        }
+        if let Some(open) = &guard.open {
+            in_memory_layers.push(InMemoryLayerInfo::Open {
+                lsn_start: open.start_lsn(),
+            });
+        }
+        let mut historic_layers: Vec<HistoricLayerInfo> = guard
+            .persistent_layers()
+            .map(|l| {
+                let desc = l.desc();
+                let layer_file_name = desc.name.to_string();
+                let lsns = desc.lsn_range();
+                if desc.is_delta() {
+                    HistoricLayerInfo::Delta {
+                        layer_file_name,
+                        layer_file_size: desc.file_size,
+                        lsn_start: lsns.start,
+                        lsn_end: lsns.end,
+                        remote: false,
+                        l0: desc.is_l0(),
+                        visible: true,
+                    }
+                } else {
+                    HistoricLayerInfo::Image {
+                        layer_file_name,
+                        layer_file_size: desc.file_size,
+                        lsn_start: lsns.start,
+                        remote: false,
+                        visible: true,
+                    }
+                }
+            })
+            .collect();
+        historic_layers.sort_by(|a, b| layer_info_name(a).cmp(layer_info_name(b)));
+        LayerMapInfo {
+            in_memory_layers,
+            historic_layers,
+        }
+    }
+
     /// Layer names currently in the map (for tests and the HTTP layer list).
     pub async fn layer_names(&self) -> Vec<LayerName> {
         let guard = self.layers.read().await;
         let mut names: Vec<_> = guard.map().iter().map(|d| d.name.clone()).collect();
         names.sort();
         names
+    }
+}
+
+fn layer_info_name(info: &HistoricLayerInfo) -> &str {
+    match info {
+        HistoricLayerInfo::Delta {
+            layer_file_name, ..
+        }
+        | HistoricLayerInfo::Image {
+            layer_file_name, ..
+        } => layer_file_name,
     }
 }
 

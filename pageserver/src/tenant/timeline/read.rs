@@ -208,7 +208,8 @@ impl Timeline {
             return Err(GetVectoredError::Oversized { requested, limit });
         }
         let cutoff = self.get_gc_cutoff_lsn();
-        if lsn < cutoff {
+        // GC keeps what reads at a leased LSN need, so those stay allowed.
+        if lsn < cutoff && !self.is_leased(lsn) {
             return Err(GetVectoredError::BelowGcCutoff {
                 lsn,
                 cutoff,
