@@ -5,6 +5,7 @@ and a kill -9 in the middle of a flush."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -345,3 +346,41 @@ def test_kill9_during_flush(ps) -> None:
     assert parse_lsn(http.timeline_detail(tenant, timeline)["disk_consistent_lsn"]) == lsn_b
     for block in range(16):
         assert http.getpage(tenant, timeline, rel_key(block)) == page(block, lsn_b)
+
+
+def test_branch_lsn_checks(ps) -> None:
+    http = ps.http
+    tenant, parent = new_timeline(ps)
+    lsn1, lsn2, lsn3 = BASE_LSN, BASE_LSN + 0x1000, BASE_LSN + 0x2000
+    put_images(ps, tenant, parent, range(4), lsn1)
+    put_images(ps, tenant, parent, range(4), lsn2)
+
+    def branch(lsn: int):
+        body = {"new_timeline_id": random_id(), "ancestor_timeline_id": parent, "ancestor_start_lsn": format_lsn(lsn)}
+        return http.post(f"/v1/tenant/{tenant}/timeline", json=body)
+
+    # Beyond the parent's last record LSN: waited for (2 s here), then 406.
+    response = branch(lsn3)
+    assert response.status_code == 406, response.text
+    assert "timed out" in response.json()["msg"]
+
+    # Reached while waiting: the branch is created.
+    result: dict = {}
+    waiter = threading.Thread(target=lambda: result.update(response=branch(lsn3)))
+    waiter.start()
+    time.sleep(0.3)
+    put_images(ps, tenant, parent, range(4), lsn3)
+    waiter.join(timeout=10)
+    assert result["response"].status_code == 201, result["response"].text
+    child = result["response"].json()["timeline_id"]
+    assert http.getpage(tenant, child, rel_key(2)) == page(2, lsn3)
+
+    # Below the GC cutoff: 406.
+    http.timeline_checkpoint(tenant, parent)
+    http.timeline_gc(tenant, parent, gc_horizon=0)
+    assert parse_lsn(http.timeline_detail(tenant, parent)["applied_gc_cutoff_lsn"]) == lsn3
+    response = branch(lsn1)
+    assert response.status_code == 406, response.text
+    assert "GC cutoff" in response.json()["msg"]
+    # Only the one good branch exists.
+    assert {t["timeline_id"] for t in http.timeline_list(tenant)} == {parent, child}

@@ -448,6 +448,23 @@ impl TenantManager {
         request: TimelineCreateRequest,
     ) -> Result<TimelineInfo, MgrError> {
         let timeline_id = request.new_timeline_id;
+        // A branch LSN the ancestor has not reached yet is waited for before
+        // taking the manager's lock: the writes it waits for must get through.
+        if let TimelineCreateRequestMode::Branch {
+            ancestor_timeline_id,
+            ancestor_start_lsn: Some(lsn),
+            ..
+        } = &request.mode
+        {
+            if let Ok(ancestor) = self.get_timeline(id, *ancestor_timeline_id).await {
+                let timeout = self.resources.settings.wait_lsn_timeout;
+                ancestor.wait_lsn(lsn.align(), timeout).await.map_err(|e| {
+                    MgrError::NotAcceptable(format!(
+                        "invalid branch start lsn: waiting for the branch LSN: {e}"
+                    ))
+                })?;
+            }
+        }
         let mut inner = self.lock().await?;
         let tenant = Self::active_tenant(&inner, id)?;
         let creation = match request.mode {
