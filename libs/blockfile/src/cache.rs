@@ -1,26 +1,32 @@
 //! Block cache: the [`BlockCache`] hook and a sharded LRU implementation.
 //!
-//! Block files read their index blocks through an optional cache shared by
-//! all open files. Entries are keyed by ([`ContentKind`], file id, block
-//! number); every opened [`crate::BlockFile`] gets a fresh file id from
+//! Block files read their index blocks, and on request their blob-area
+//! (data) blocks or whole decoded blobs, through an optional cache shared by
+//! all open files. Entries are keyed by ([`ContentKind`], file id, position):
+//! the position is a block number for blocks and a blob's stream offset for
+//! blobs. Every opened [`crate::BlockFile`] gets a fresh file id from
 //! [`next_file_id`], so entries of a closed or replaced file are never served
 //! for another file and simply age out.
 //!
 //! [`LruBlockCache`] splits its capacity over up to 16 shards, each an
 //! intrusive doubly-linked LRU list over a slab plus a hash map, behind its own
-//! mutex: `get` and `insert` are O(1). It keeps hit/miss/insert/eviction
-//! counters per content kind, which the pageserver exports as metrics; the
-//! pageserver sizes it from `page_cache_size` (in 8 KiB pages) and may store
-//! materialized pages in it under [`ContentKind::MaterializedPage`] with ids
-//! of its own choosing (taken from [`next_file_id`] to stay disjoint).
+//! mutex: `get` and `insert` are O(1) (amortized over evictions). Capacity is
+//! counted in blocks: an entry is charged `⌈len / 8192⌉` blocks, at least 1,
+//! so memory stays bounded by about `capacity × 8 KiB` whatever the entry
+//! sizes. It keeps hit/miss/insert/eviction counters per content kind, which
+//! the pageserver exports as metrics; the pageserver sizes it from
+//! `page_cache_size` (in 8 KiB pages) and may store materialized pages in it
+//! under [`ContentKind::MaterializedPage`] with ids of its own choosing
+//! (taken from [`next_file_id`] to stay disjoint).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
 
-use crate::block::BlockNo;
+use crate::block::{BlockNo, BLOCK_SIZE};
 
 static NEXT_FILE_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -36,24 +42,61 @@ pub enum ContentKind {
     IndexBlock,
     /// A page reconstructed by the pageserver.
     MaterializedPage,
+    /// A verified block of a block file's blob area (keyed by block number).
+    DataBlock,
+    /// A decoded (decompressed) blob, keyed by its stream offset.
+    Blob,
 }
 
 impl ContentKind {
-    pub const ALL: [ContentKind; 2] = [ContentKind::IndexBlock, ContentKind::MaterializedPage];
+    pub const ALL: [ContentKind; 4] = [
+        ContentKind::IndexBlock,
+        ContentKind::MaterializedPage,
+        ContentKind::DataBlock,
+        ContentKind::Blob,
+    ];
 
     fn idx(self) -> usize {
         match self {
             ContentKind::IndexBlock => 0,
             ContentKind::MaterializedPage => 1,
+            ContentKind::DataBlock => 2,
+            ContentKind::Blob => 3,
+        }
+    }
+
+    /// Lower-case name, for metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentKind::IndexBlock => "index_block",
+            ContentKind::MaterializedPage => "materialized_page",
+            ContentKind::DataBlock => "data_block",
+            ContentKind::Blob => "blob",
         }
     }
 }
 
-/// Cache of immutable blocks. Implementations must be cheap and non-blocking
-/// (no IO); a miss is always allowed.
+/// Cache of immutable blocks and blobs. Implementations must be cheap and
+/// non-blocking (no IO); a miss is always allowed.
+///
+/// `get`/`insert` address an entry by block number; `get_at`/`insert_at` by
+/// a 64-bit position (blob offsets). Both name the same entries for
+/// positions that fit a block number. The default `*_at` methods cache
+/// nothing above `u32::MAX`.
 pub trait BlockCache: Send + Sync {
     fn get(&self, kind: ContentKind, file_id: u64, blkno: BlockNo) -> Option<Bytes>;
     fn insert(&self, kind: ContentKind, file_id: u64, blkno: BlockNo, block: Bytes);
+
+    fn get_at(&self, kind: ContentKind, file_id: u64, pos: u64) -> Option<Bytes> {
+        let blkno = BlockNo::try_from(pos).ok()?;
+        self.get(kind, file_id, blkno)
+    }
+
+    fn insert_at(&self, kind: ContentKind, file_id: u64, pos: u64, value: Bytes) {
+        if let Ok(blkno) = BlockNo::try_from(pos) {
+            self.insert(kind, file_id, blkno, value)
+        }
+    }
 }
 
 /// Counter snapshot for one content kind.
@@ -73,11 +116,55 @@ struct Counters {
     evictions: AtomicU64,
 }
 
+type AllCounters = [Counters; ContentKind::ALL.len()];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct CacheKey {
     kind: ContentKind,
     file_id: u64,
-    blkno: BlockNo,
+    pos: u64,
+}
+
+impl CacheKey {
+    /// Well-mixed hash; picks the shard (high bits) and the bucket.
+    fn hash(&self) -> u64 {
+        let h = self
+            .file_id
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(self.pos.wrapping_mul(0xC2B2_AE3D_27D4_EB4F))
+            .wrapping_add(self.kind.idx() as u64);
+        (h ^ (h >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9)
+    }
+}
+
+/// Hasher for [`CacheKey`]s: takes the key's own hash (SipHash would cost
+/// more than the rest of a lookup).
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached if a key is hashed through another path; stay correct.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01B3);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// Map key: the [`CacheKey`], hashed by its precomputed hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MapKey(CacheKey);
+
+impl std::hash::Hash for MapKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.hash());
+    }
 }
 
 const NIL: u32 = u32::MAX;
@@ -85,15 +172,25 @@ const NIL: u32 = u32::MAX;
 struct Slot {
     key: CacheKey,
     value: Bytes,
+    weight: u32,
     prev: u32,
     next: u32,
 }
 
+/// Blocks an entry of `len` bytes is charged.
+fn weight(len: usize) -> usize {
+    len.div_ceil(BLOCK_SIZE).max(1)
+}
+
 /// One LRU list: `head` is the most recently used slot, `tail` the least.
 struct Shard {
+    /// In blocks.
     capacity: usize,
-    map: HashMap<CacheKey, u32>,
+    used: usize,
+    map: HashMap<MapKey, u32, BuildHasherDefault<KeyHasher>>,
     slots: Vec<Slot>,
+    /// Slots emptied by evictions, for reuse.
+    free: Vec<u32>,
     head: u32,
     tail: u32,
 }
@@ -102,8 +199,10 @@ impl Shard {
     fn new(capacity: usize) -> Shard {
         Shard {
             capacity,
-            map: HashMap::with_capacity(capacity),
+            used: 0,
+            map: HashMap::with_capacity_and_hasher(capacity, Default::default()),
             slots: Vec::with_capacity(capacity),
+            free: Vec::new(),
             head: NIL,
             tail: NIL,
         }
@@ -142,50 +241,90 @@ impl Shard {
     }
 
     fn get(&mut self, key: &CacheKey) -> Option<Bytes> {
-        let i = *self.map.get(key)?;
-        self.unlink(i);
-        self.push_front(i);
+        let i = *self.map.get(&MapKey(*key))?;
+        if self.head != i {
+            self.unlink(i);
+            self.push_front(i);
+        }
         Some(self.slots[i as usize].value.clone())
     }
 
-    /// Inserts; returns the kind of the evicted entry, if one was evicted.
-    fn insert(&mut self, key: CacheKey, value: Bytes) -> Option<ContentKind> {
-        if let Some(&i) = self.map.get(&key) {
-            self.slots[i as usize].value = value;
+    /// Evicts the least recently used entry, counting it.
+    fn evict_one(&mut self, counters: &AllCounters) {
+        let victim = self.tail;
+        if victim == NIL {
+            return;
+        }
+        self.unlink(victim);
+        let s = &mut self.slots[victim as usize];
+        let old = s.key;
+        self.used -= s.weight as usize;
+        s.value = Bytes::new();
+        self.map.remove(&MapKey(old));
+        self.free.push(victim);
+        counters[old.kind.idx()]
+            .evictions
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Inserts (or replaces), evicting least recently used entries as
+    /// needed. An entry heavier than the whole shard is not kept.
+    fn insert(&mut self, key: CacheKey, value: Bytes, counters: &AllCounters) {
+        let w = weight(value.len());
+        if w > self.capacity {
+            if let Some(i) = self.map.remove(&MapKey(key)) {
+                self.unlink(i);
+                let s = &mut self.slots[i as usize];
+                self.used -= s.weight as usize;
+                s.value = Bytes::new();
+                self.free.push(i);
+            }
+            return;
+        }
+        if let Some(&i) = self.map.get(&MapKey(key)) {
+            let s = &mut self.slots[i as usize];
+            self.used = self.used - s.weight as usize + w;
+            s.weight = w as u32;
+            s.value = value;
             self.unlink(i);
             self.push_front(i);
-            return None;
+            while self.used > self.capacity {
+                self.evict_one(counters);
+            }
+            return;
         }
-        if self.slots.len() < self.capacity {
-            let i = self.slots.len() as u32;
-            self.slots.push(Slot {
-                key,
-                value,
-                prev: NIL,
-                next: NIL,
-            });
-            self.map.insert(key, i);
-            self.push_front(i);
-            return None;
+        while self.used + w > self.capacity {
+            self.evict_one(counters);
         }
-        let victim = self.tail;
-        self.unlink(victim);
-        let old_key = self.slots[victim as usize].key;
-        self.map.remove(&old_key);
-        let s = &mut self.slots[victim as usize];
-        s.key = key;
-        s.value = value;
-        self.map.insert(key, victim);
-        self.push_front(victim);
-        Some(old_key.kind)
+        let slot = Slot {
+            key,
+            value,
+            weight: w as u32,
+            prev: NIL,
+            next: NIL,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.used += w;
+        self.map.insert(MapKey(key), i);
+        self.push_front(i);
     }
 }
 
-/// A sharded LRU block cache holding up to `capacity_blocks` entries.
+/// A sharded LRU cache holding up to `capacity_blocks` blocks' worth of
+/// entries.
 pub struct LruBlockCache {
     shards: Vec<Mutex<Shard>>,
     capacity: usize,
-    counters: [Counters; 2],
+    counters: AllCounters,
 }
 
 impl std::fmt::Debug for LruBlockCache {
@@ -203,7 +342,7 @@ const MAX_SHARDS: usize = 16;
 const MIN_SHARD_CAPACITY: usize = 64;
 
 impl LruBlockCache {
-    /// A cache of `capacity_blocks` entries; 0 disables caching.
+    /// A cache of `capacity_blocks` blocks (8 KiB each); 0 disables caching.
     pub fn new(capacity_blocks: usize) -> LruBlockCache {
         let nshards = (capacity_blocks / MIN_SHARD_CAPACITY).clamp(1, MAX_SHARDS);
         let shards = (0..nshards)
@@ -219,6 +358,7 @@ impl LruBlockCache {
         }
     }
 
+    /// Capacity in blocks.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
@@ -226,6 +366,11 @@ impl LruBlockCache {
     /// Entries currently held.
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| lock(s).map.len()).sum()
+    }
+
+    /// Blocks charged for the entries currently held (at most the capacity).
+    pub fn used_blocks(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).used).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -244,12 +389,7 @@ impl LruBlockCache {
     }
 
     fn shard(&self, key: &CacheKey) -> &Mutex<Shard> {
-        let h = key
-            .file_id
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .wrapping_add(u64::from(key.blkno).wrapping_mul(0xC2B2_AE3D_27D4_EB4F))
-            .wrapping_add(key.kind.idx() as u64);
-        &self.shards[((h >> 32) as usize) % self.shards.len()]
+        &self.shards[((key.hash() >> 40) as usize) % self.shards.len()]
     }
 }
 
@@ -261,11 +401,15 @@ fn lock(m: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
 
 impl BlockCache for LruBlockCache {
     fn get(&self, kind: ContentKind, file_id: u64, blkno: BlockNo) -> Option<Bytes> {
-        let key = CacheKey {
-            kind,
-            file_id,
-            blkno,
-        };
+        self.get_at(kind, file_id, u64::from(blkno))
+    }
+
+    fn insert(&self, kind: ContentKind, file_id: u64, blkno: BlockNo, block: Bytes) {
+        self.insert_at(kind, file_id, u64::from(blkno), block)
+    }
+
+    fn get_at(&self, kind: ContentKind, file_id: u64, pos: u64) -> Option<Bytes> {
+        let key = CacheKey { kind, file_id, pos };
         let found = if self.capacity == 0 {
             None
         } else {
@@ -279,24 +423,15 @@ impl BlockCache for LruBlockCache {
         found
     }
 
-    fn insert(&self, kind: ContentKind, file_id: u64, blkno: BlockNo, block: Bytes) {
+    fn insert_at(&self, kind: ContentKind, file_id: u64, pos: u64, value: Bytes) {
         if self.capacity == 0 {
             return;
         }
-        let key = CacheKey {
-            kind,
-            file_id,
-            blkno,
-        };
-        let evicted = lock(self.shard(&key)).insert(key, block);
+        let key = CacheKey { kind, file_id, pos };
+        lock(self.shard(&key)).insert(key, value, &self.counters);
         self.counters[kind.idx()]
             .inserts
             .fetch_add(1, Ordering::Relaxed);
-        if let Some(k) = evicted {
-            self.counters[k.idx()]
-                .evictions
-                .fetch_add(1, Ordering::Relaxed);
-        }
     }
 }
 
@@ -344,6 +479,40 @@ mod tests {
         c.insert(ContentKind::MaterializedPage, 9, 9, b(8));
         assert_eq!(c.get(ContentKind::MaterializedPage, 9, 9), Some(b(8)));
         assert_eq!(c.stats(k).evictions, 2);
+    }
+
+    #[test]
+    fn entries_are_charged_by_size() {
+        let c = LruBlockCache::new(10);
+        let k = ContentKind::Blob;
+        let big = |blocks: usize| Bytes::from(vec![1u8; blocks * BLOCK_SIZE]);
+        c.insert_at(k, 1, 1 << 40, big(4));
+        c.insert_at(k, 1, 2, Bytes::from(vec![1u8; BLOCK_SIZE + 1])); // 2 blocks
+        c.insert_at(k, 1, 3, b(3)); // 1 block
+        assert_eq!(c.used_blocks(), 7);
+        assert_eq!(
+            c.get_at(k, 1, 1 << 40).map(|v| v.len()),
+            Some(4 * BLOCK_SIZE)
+        );
+        // 4 more blocks: the least recently used (2 blocks) goes.
+        c.insert_at(k, 1, 4, big(4));
+        assert_eq!(c.get_at(k, 1, 2), None);
+        assert_eq!(c.get_at(k, 1, 3), Some(b(3)));
+        assert_eq!(c.used_blocks(), 9);
+        assert_eq!(c.stats(k).evictions, 1);
+        // Replacing an entry by a bigger one evicts others to make room.
+        c.insert_at(k, 1, 4, big(7));
+        assert_eq!(c.used_blocks(), 8);
+        assert_eq!(c.get_at(k, 1, 1 << 40), None);
+        assert_eq!(c.stats(k).evictions, 2);
+        // An entry larger than the cache is not kept; the old value goes.
+        c.insert_at(k, 1, 4, big(11));
+        assert_eq!(c.get_at(k, 1, 4), None);
+        assert_eq!(c.used_blocks(), 1);
+        assert_eq!(c.len(), 1);
+        // Block numbers and positions name the same entries.
+        c.insert(ContentKind::DataBlock, 2, 9, b(9));
+        assert_eq!(c.get_at(ContentKind::DataBlock, 2, 9), Some(b(9)));
     }
 
     #[test]

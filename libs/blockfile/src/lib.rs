@@ -9,7 +9,8 @@
 //!
 //! Writing: [`BlockFileWriter`]. Reading: [`BlockFile`] (single and
 //! [vectored](vectored) blob reads, index lookups and range iteration), with
-//! an optional shared [`BlockCache`] for index blocks ([`LruBlockCache`]).
+//! an optional shared [`BlockCache`] for index blocks and, per read, data
+//! blocks ([`LruBlockCache`]).
 //! Damaged or incomplete files produce [`BlockFileError`]s naming the file and
 //! block; no input makes the reader panic or return wrong data.
 //!
@@ -32,7 +33,9 @@ pub use cache::{next_file_id, BlockCache, CacheStats, ContentKind, LruBlockCache
 pub use error::{BlockFileError, Result};
 pub use header::{FORMAT_VERSION, MAX_KEY_WIDTH, MAX_USER_HEADER};
 pub use reader::{BlockFile, OpenOptions, DEFAULT_MAX_DECOMPRESSED};
-pub use vectored::{Concurrency, VectoredRead, VectoredStats, DEFAULT_MAX_IO_SIZE};
+pub use vectored::{
+    Concurrency, DataCache, ReadOptions, VectoredRead, VectoredStats, DEFAULT_MAX_IO_SIZE,
+};
 pub use writer::{BlockFileWriter, FinishedFile};
 
 #[cfg(test)]
@@ -55,6 +58,7 @@ mod tests {
         is_send(&w.append_index(&[], 0));
         is_send(&owned.finish(&[]));
         is_send(&f.read_blobs(&[], 0, Concurrency::Concurrent));
+        is_send(&f.read_blobs_with(&[], ReadOptions::default()));
         is_send(&f.read_blob(BlobRef(0)));
         is_send(&f.get(&[]));
         is_send(&it.next());

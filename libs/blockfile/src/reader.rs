@@ -22,7 +22,7 @@ use crate::btree::reader::{self as btree_reader, IndexIter};
 use crate::cache::{next_file_id, BlockCache, ContentKind};
 use crate::error::{BlockFileError, Result};
 use crate::header::FileHeader;
-use crate::vectored::{self, Concurrency, VectoredRead, DEFAULT_MAX_IO_SIZE};
+use crate::vectored::{self, Concurrency, DataCache, ReadOptions, VectoredRead};
 
 /// Default bound on the decompressed size of one blob.
 pub const DEFAULT_MAX_DECOMPRESSED: usize = 1 << 20;
@@ -30,7 +30,8 @@ pub const DEFAULT_MAX_DECOMPRESSED: usize = 1 << 20;
 /// Settings for [`BlockFile::open_with`].
 #[derive(Clone)]
 pub struct OpenOptions {
-    /// Cache for index blocks; `None` reads them from disk every time.
+    /// Cache for index blocks, and for the data of reads that ask for it
+    /// ([`ReadOptions::cache`]); `None` reads them from disk every time.
     pub cache: Option<Arc<dyn BlockCache>>,
     /// Compressed blobs that would decompress to more bytes than this are
     /// refused with [`BlockFileError::DecompressLimit`].
@@ -174,27 +175,33 @@ impl BlockFile {
         self.inner.header.tree_height
     }
 
-    /// Reads one blob (decompressed if it was stored compressed).
+    /// Reads one blob (decompressed if it was stored compressed), without
+    /// the data block cache.
     pub async fn read_blob(&self, blob: BlobRef) -> Result<Bytes> {
-        let mut r = vectored::read_blobs(
-            &self.inner,
-            &[blob],
-            DEFAULT_MAX_IO_SIZE,
-            Concurrency::Sequential,
-        )
-        .await;
+        let mut r = vectored::read_blobs(&self.inner, &[blob], ReadOptions::default()).await;
         r.results.pop().expect("one result per request")
     }
 
-    /// Reads many blobs with as few IOs as possible; see [`crate::vectored`].
-    /// Results are in the order of `blobs`.
+    /// Reads many blobs with as few IOs as possible, without the data block
+    /// cache; see [`crate::vectored`]. Results are in the order of `blobs`.
     pub async fn read_blobs(
         &self,
         blobs: &[BlobRef],
         max_io_size: usize,
         concurrency: Concurrency,
     ) -> VectoredRead {
-        vectored::read_blobs(&self.inner, blobs, max_io_size, concurrency).await
+        let opts = ReadOptions {
+            max_io_size,
+            concurrency,
+            cache: DataCache::Off,
+        };
+        vectored::read_blobs(&self.inner, blobs, opts).await
+    }
+
+    /// [`BlockFile::read_blobs`] with all options, in particular the use of
+    /// the block cache for data ([`ReadOptions::cache`]).
+    pub async fn read_blobs_with(&self, blobs: &[BlobRef], opts: ReadOptions) -> VectoredRead {
+        vectored::read_blobs(&self.inner, blobs, opts).await
     }
 
     /// Looks up `key` in the index.

@@ -2,6 +2,19 @@
 //!
 //! [`read_blobs`] serves many [`BlobRef`]s with few large IOs:
 //!
+//! 0. **Cache.** With a block cache on the file, [`ReadOptions::cache`]
+//!    picks what is looked up first and kept afterwards:
+//!    - [`DataCache::Blocks`]: a blob whose blocks are all cached
+//!      ([`ContentKind::DataBlock`], verified when they were read) is
+//!      assembled from them without IO or checksum work (a blob inside one
+//!      block is a zero-copy slice of it); every verified block the IOs
+//!      below bring in is added. Suits many small blobs (delta values).
+//!    - [`DataCache::Blobs`]: a cached decoded blob ([`ContentKind::Blob`],
+//!      keyed by its offset) is returned as is, without copying or
+//!      decompressing; every blob read below is added. Suits blobs of about
+//!      a block (page images).
+//!
+//!    The blobs the cache does not serve go through the steps below.
 //! 1. **Plan.** Requests are sorted and deduplicated. A blob's length is only
 //!    known once its header is read, so the planner bounds each blob's end by
 //!    the smallest of: the next requested blob's start (blobs never overlap),
@@ -20,8 +33,8 @@
 //!    gets exact follow-up IOs (also at most `max_io_size` each). A damaged
 //!    block fails only the blobs that touch it.
 //!
-//! [`VectoredStats`] reports the IOs issued, so tests and metrics can see
-//! the coalescing. Called by [`crate::BlockFile::read_blobs`] and
+//! [`VectoredStats`] reports the IOs issued and the blobs served from the
+//! cache, so tests and metrics can see the coalescing. Called by [`crate::BlockFile::read_blobs`] and
 //! [`crate::BlockFile::read_blob`].
 
 use std::collections::HashMap;
@@ -35,6 +48,7 @@ use crate::blob::{
     DecompressError,
 };
 use crate::block::{block_offset, verify_block, BlockNo, BLOCK_SIZE, PAYLOAD_SIZE};
+use crate::cache::{BlockCache, ContentKind};
 use crate::error::{BlockFileError, Result};
 use crate::reader::Inner;
 
@@ -60,6 +74,40 @@ pub enum Concurrency {
     Concurrent,
 }
 
+/// How one vectored read is done; see [`crate::BlockFile::read_blobs_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Upper bound of one coalesced IO (at least one block is read).
+    pub max_io_size: usize,
+    pub concurrency: Concurrency,
+    /// What to look up in, and keep in, the file's block cache (if it has
+    /// one). Leave off for one-off scans (compaction) that would only push
+    /// hotter entries out.
+    pub cache: DataCache,
+}
+
+/// Use of the block cache by a blob read; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DataCache {
+    /// Neither look up nor keep data.
+    #[default]
+    Off,
+    /// Cache verified blob-area blocks ([`ContentKind::DataBlock`]).
+    Blocks,
+    /// Cache decoded blobs by offset ([`ContentKind::Blob`]).
+    Blobs,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            max_io_size: DEFAULT_MAX_IO_SIZE,
+            concurrency: Concurrency::Sequential,
+            cache: DataCache::Off,
+        }
+    }
+}
+
 /// What one vectored read did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct VectoredStats {
@@ -69,6 +117,9 @@ pub struct VectoredStats {
     pub followup_ios: usize,
     /// Blocks read in total.
     pub blocks_read: u64,
+    /// Distinct blobs served from the cache (as blobs, or entirely from
+    /// cached blocks).
+    pub cached_blobs: usize,
 }
 
 /// Results (in request order) and statistics of one vectored read.
@@ -207,31 +258,109 @@ impl IoOutcome {
         if let Some((_, reason)) = self.bad.iter().find(|(b, _)| *b == blk) {
             return Err(BlockFileError::corrupt(path, blk, reason.clone()));
         }
-        let pos = (off % PAYLOAD_SIZE as u64) as usize;
-        let at = (blk - self.job.first_blk) as usize * BLOCK_SIZE + pos;
-        let hlen = header_len(buf[at]);
-        if pos + hlen > PAYLOAD_SIZE {
-            return Err(BlockFileError::corrupt(
-                path,
-                blk,
-                format!("blob header at offset {off} crosses the block boundary"),
-            ));
-        }
-        let h = decode_header(&buf[at..at + hlen]).map_err(|r| {
-            BlockFileError::corrupt(path, blk, format!("blob at offset {off}: {r}"))
-        })?;
-        let end = off + (h.header_len + h.stored_len) as u64;
-        if end > stream_len {
-            return Err(BlockFileError::corrupt(
-                path,
-                blk,
-                format!(
-                    "blob at offset {off} ends at {end}, past the blob stream end {stream_len}"
-                ),
-            ));
-        }
-        Ok(h)
+        let at = (blk - self.job.first_blk) as usize * BLOCK_SIZE;
+        parse_header(path, &buf[at..at + BLOCK_SIZE], off, stream_len)
     }
+
+    /// Adds the job's verified blocks to the cache.
+    fn cache_blocks(&self, cache: &dyn BlockCache, file_id: u64) {
+        let Ok(buf) = &self.buf else { return };
+        for (i, block) in buf.chunks_exact(BLOCK_SIZE).enumerate() {
+            let blkno = self.job.first_blk + i as BlockNo;
+            if self.bad.iter().all(|(b, _)| *b != blkno) {
+                cache.insert(
+                    ContentKind::DataBlock,
+                    file_id,
+                    blkno,
+                    Bytes::copy_from_slice(block),
+                );
+            }
+        }
+    }
+}
+
+/// Decodes and checks the header of the blob at stream offset `off`;
+/// `block` is the (verified) block holding it.
+fn parse_header(path: &Utf8Path, block: &[u8], off: u64, stream_len: u64) -> Result<BlobHeader> {
+    let blk = stream_blk(off);
+    let pos = (off % PAYLOAD_SIZE as u64) as usize;
+    let hlen = header_len(block[pos]);
+    if pos + hlen > PAYLOAD_SIZE {
+        return Err(BlockFileError::corrupt(
+            path,
+            blk,
+            format!("blob header at offset {off} crosses the block boundary"),
+        ));
+    }
+    let h = decode_header(&block[pos..pos + hlen])
+        .map_err(|r| BlockFileError::corrupt(path, blk, format!("blob at offset {off}: {r}")))?;
+    let end = off + (h.header_len + h.stored_len) as u64;
+    if end > stream_len {
+        return Err(BlockFileError::corrupt(
+            path,
+            blk,
+            format!("blob at offset {off} ends at {end}, past the blob stream end {stream_len}"),
+        ));
+    }
+    Ok(h)
+}
+
+/// Serves the blob at `off` from cached data blocks; `None` if one of its
+/// blocks is not cached. `last` memoizes the most recent block, as sorted
+/// neighbours share blocks.
+fn from_cache(
+    inner: &Inner,
+    cache: &dyn BlockCache,
+    off: u64,
+    last: &mut Option<(BlockNo, Bytes)>,
+) -> Option<Result<Bytes>> {
+    let mut get = |blk: BlockNo| -> Option<Bytes> {
+        if let Some((b, bytes)) = last {
+            if *b == blk {
+                return Some(bytes.clone());
+            }
+        }
+        let bytes = cache.get(ContentKind::DataBlock, inner.file_id, blk)?;
+        *last = Some((blk, bytes.clone()));
+        Some(bytes)
+    };
+    let stream_len = inner.header.blob_stream_len;
+    let first = get(stream_blk(off))?;
+    let h = match parse_header(&inner.path, &first, off, stream_len) {
+        Ok(h) => h,
+        Err(e) => return Some(Err(e)),
+    };
+    let data_start = off + h.header_len as u64;
+    let end = data_start + h.stored_len as u64;
+    if data_start == end {
+        return Some(finalize(inner, off, &h, Vec::new()));
+    }
+    let (first_blk, end_blk) = (stream_blk(data_start), stream_end_blk(end));
+    if end_blk == first_blk + 1 && h.compression == Compression::None {
+        // Inside one block: share it instead of copying.
+        let block = if first_blk == stream_blk(off) {
+            first
+        } else {
+            get(first_blk)?
+        };
+        let pos = (data_start % PAYLOAD_SIZE as u64) as usize;
+        return Some(Ok(block.slice(pos..pos + h.stored_len)));
+    }
+    let mut stored = Vec::with_capacity(h.stored_len);
+    let mut o = data_start;
+    while o < end {
+        let blk = stream_blk(o);
+        let block = if blk == stream_blk(off) {
+            first.clone()
+        } else {
+            get(blk)?
+        };
+        let pos = (o % PAYLOAD_SIZE as u64) as usize;
+        let n = ((end - o) as usize).min(PAYLOAD_SIZE - pos);
+        stored.extend_from_slice(&block[pos..pos + n]);
+        o += n as u64;
+    }
+    Some(finalize(inner, off, &h, stored))
 }
 
 /// Turns stored bytes into the blob's contents.
@@ -239,7 +368,14 @@ fn finalize(inner: &Inner, off: u64, h: &BlobHeader, stored: Vec<u8>) -> Result<
     match h.compression {
         Compression::None => Ok(Bytes::from(stored)),
         Compression::Zstd => match decompress_bounded(&stored, inner.max_decompressed) {
-            Ok(v) => Ok(Bytes::from(v)),
+            Ok(mut v) => {
+                // A frame without a recorded size decompresses into a buffer
+                // of the limit; do not keep (or cache) the slack.
+                if v.capacity() > v.len() {
+                    v.shrink_to_fit();
+                }
+                Ok(Bytes::from(v))
+            }
             Err(DecompressError::TooLarge) => Err(BlockFileError::DecompressLimit {
                 path: inner.path.clone(),
                 offset: off,
@@ -267,15 +403,20 @@ struct Partial {
     jobs: std::ops::Range<usize>,
 }
 
-pub(crate) async fn read_blobs(
-    inner: &Inner,
-    refs: &[BlobRef],
-    max_io_size: usize,
-    concurrency: Concurrency,
-) -> VectoredRead {
+pub(crate) async fn read_blobs(inner: &Inner, refs: &[BlobRef], opts: ReadOptions) -> VectoredRead {
+    let concurrency = opts.concurrency;
     let stream_len = inner.header.blob_stream_len;
     let max_stored = u64::from(inner.header.max_blob_stored);
-    let max_io_blocks = (max_io_size / BLOCK_SIZE).max(1) as BlockNo;
+    let max_io_blocks = (opts.max_io_size / BLOCK_SIZE).max(1) as BlockNo;
+    let cache = inner
+        .cache
+        .as_deref()
+        .filter(|_| opts.cache != DataCache::Off);
+    let (block_cache, blob_cache) = match opts.cache {
+        DataCache::Off => (None, None),
+        DataCache::Blocks => (cache, None),
+        DataCache::Blobs => (None, cache),
+    };
     let mut stats = VectoredStats::default();
 
     // Requests sorted by offset; `uniq` holds each distinct offset once.
@@ -297,10 +438,38 @@ pub(crate) async fn read_blobs(
     uniq.dedup();
     let mut uniq_results: Vec<Option<Result<Bytes>>> = vec![None; uniq.len()];
 
+    // Serve what the cache holds; `pending` (indexes into `uniq`) need IO.
+    let mut pending: Vec<usize> = Vec::with_capacity(uniq.len());
+    if let Some(cache) = block_cache {
+        let mut last = None;
+        for (k, &off) in uniq.iter().enumerate() {
+            match from_cache(inner, cache, off, &mut last) {
+                Some(res) => {
+                    stats.cached_blobs += 1;
+                    uniq_results[k] = Some(res);
+                }
+                None => pending.push(k),
+            }
+        }
+    } else if let Some(cache) = blob_cache {
+        for (k, &off) in uniq.iter().enumerate() {
+            match cache.get_at(ContentKind::Blob, inner.file_id, off) {
+                Some(blob) => {
+                    stats.cached_blobs += 1;
+                    uniq_results[k] = Some(Ok(blob));
+                }
+                None => pending.push(k),
+            }
+        }
+    } else {
+        pending.extend(0..uniq.len());
+    }
+
     // Plan: group consecutive blobs into IOs.
     struct Group {
         first_blk: BlockNo,
         est_end_blk: BlockNo,
+        /// Positions in `pending`.
         members: std::ops::Range<usize>,
     }
     let upper = |k: usize| -> u64 {
@@ -311,7 +480,8 @@ pub(crate) async fn read_blobs(
         end.max(uniq[k] + 1)
     };
     let mut groups: Vec<Group> = Vec::new();
-    for (k, &off) in uniq.iter().enumerate() {
+    for (pi, &k) in pending.iter().enumerate() {
+        let off = uniq[k];
         let sb = stream_blk(off);
         let eb = stream_end_blk(upper(k));
         // Where this blob probably ends if it turns out to be the last one
@@ -322,20 +492,20 @@ pub(crate) async fn read_blobs(
                 if tail_eb - g.first_blk <= max_io_blocks
                     && sb <= g.est_end_blk + MAX_GAP_BLOCKS =>
             {
-                g.members.end = k + 1;
+                g.members.end = pi + 1;
                 g.est_end_blk = g.est_end_blk.max(eb);
             }
             _ => groups.push(Group {
                 first_blk: sb,
                 est_end_blk: eb,
-                members: k..k + 1,
+                members: pi..pi + 1,
             }),
         }
     }
     let jobs: Vec<IoJob> = groups
         .iter()
         .map(|g| {
-            let last = g.members.end - 1;
+            let last = pending[g.members.end - 1];
             let tail_end = upper(last).min(uniq[last] + SPECULATIVE_TAIL);
             let end_blk = stream_end_blk(tail_end)
                 .min(g.first_blk + max_io_blocks)
@@ -349,13 +519,18 @@ pub(crate) async fn read_blobs(
     stats.ios += jobs.len();
     stats.blocks_read += jobs.iter().map(|j| u64::from(j.nblocks)).sum::<u64>();
     let outcomes = run_ios(inner, &jobs, concurrency).await;
+    if let Some(cache) = block_cache {
+        for o in &outcomes {
+            o.cache_blocks(cache, inner.file_id);
+        }
+    }
 
     // Slice the blobs out; collect those needing more bytes.
     let mut partials: Vec<Partial> = Vec::new();
     let mut followups: Vec<IoJob> = Vec::new();
     for (g, outcome) in groups.iter().zip(&outcomes) {
         let (_, covered_end) = outcome.coverage(stream_len);
-        for k in g.members.clone() {
+        for &k in &pending[g.members.clone()] {
             let off = uniq[k];
             let h = match outcome.blob_header(&inner.path, off, stream_len) {
                 Ok(h) => h,
@@ -406,6 +581,11 @@ pub(crate) async fn read_blobs(
         stats.followup_ios += followups.len();
         stats.blocks_read += followups.iter().map(|j| u64::from(j.nblocks)).sum::<u64>();
         let outcomes = run_ios(inner, &followups, concurrency).await;
+        if let Some(cache) = block_cache {
+            for o in &outcomes {
+                o.cache_blocks(cache, inner.file_id);
+            }
+        }
         for mut p in partials {
             let mut res = Ok(());
             for o in &outcomes[p.jobs.clone()] {
@@ -421,6 +601,14 @@ pub(crate) async fn read_blobs(
                 debug_assert_eq!(p.next, p.end);
                 finalize(inner, uniq[p.uniq], &p.header, p.have)
             }));
+        }
+    }
+
+    if let Some(cache) = blob_cache {
+        for &k in &pending {
+            if let Some(Ok(blob)) = &uniq_results[k] {
+                cache.insert_at(ContentKind::Blob, inner.file_id, uniq[k], blob.clone());
+            }
         }
     }
 

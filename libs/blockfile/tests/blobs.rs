@@ -3,10 +3,11 @@
 mod common;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use blockfile::{
-    BlobRef, BlockFile, BlockFileError, BlockFileWriter, Concurrency, OpenOptions, BLOCK_SIZE,
-    MAX_USER_HEADER, PAYLOAD_SIZE,
+    BlobRef, BlockCache, BlockFile, BlockFileError, BlockFileWriter, Concurrency, ContentKind,
+    DataCache, LruBlockCache, OpenOptions, ReadOptions, BLOCK_SIZE, MAX_USER_HEADER, PAYLOAD_SIZE,
 };
 use common::*;
 use rand::seq::SliceRandom;
@@ -407,4 +408,110 @@ async fn index_spill_file_is_cleaned_up() {
         names,
         HashSet::from(["spill".to_string(), "dropped".to_string()])
     );
+}
+
+/// Reads `refs` with `cache` and checks every result against `want`.
+async fn read_checked(
+    file: &BlockFile,
+    refs: &[BlobRef],
+    want: &[&[u8]],
+    cache: DataCache,
+) -> blockfile::VectoredStats {
+    let opts = ReadOptions {
+        max_io_size: 1 << 20,
+        concurrency: Concurrency::Concurrent,
+        cache,
+    };
+    let r = file.read_blobs_with(refs, opts).await;
+    assert_eq!(r.results.len(), refs.len());
+    for (i, (res, w)) in r.results.iter().zip(want).enumerate() {
+        assert_eq!(&res.as_ref().unwrap()[..], *w, "{cache:?} blob {i}");
+    }
+    r.stats
+}
+
+#[tokio::test]
+async fn cached_reads_do_no_io_when_warm() {
+    let dir = tempdir();
+    let path = dir.path.join("cached");
+    let mut rng = rng(5);
+    // Small blobs (several per block), page-sized ones (two blocks each),
+    // compressed ones and a large one.
+    let mut blobs = Vec::new();
+    for i in 0..120 {
+        let (len, compress) = match i % 4 {
+            0 => (rng.gen_range(0..300), false),
+            1 => (8192, false),
+            2 => (8192, true),
+            _ => (rng.gen_range(300..3000), false),
+        };
+        blobs.push((blob_data(&mut rng, len, i % 3 == 0), compress));
+    }
+    blobs.push((blob_data(&mut rng, 200_000, false), false));
+    let w = write_file(&path, 8, &blobs, &[], b"").await;
+    let cache = Arc::new(LruBlockCache::new(10_000));
+    let opts = OpenOptions {
+        cache: Some(cache.clone() as Arc<dyn BlockCache>),
+        ..Default::default()
+    };
+    let (file, _) = BlockFile::open_with(&path, MAGIC, opts).await.unwrap();
+    // Every other blob, then all of them with duplicates, newest first.
+    let half: Vec<usize> = (0..blobs.len()).step_by(2).collect();
+    let mut all: Vec<usize> = (0..blobs.len()).rev().collect();
+    all.extend([3, 5, 3]);
+    for cache_mode in [DataCache::Off, DataCache::Blocks, DataCache::Blobs] {
+        for picks in [&half, &all] {
+            let refs: Vec<BlobRef> = picks.iter().map(|&i| w.refs[i]).collect();
+            let want: Vec<&[u8]> = picks.iter().map(|&i| &blobs[i].0[..]).collect();
+            let cold = read_checked(&file, &refs, &want, cache_mode).await;
+            let warm = read_checked(&file, &refs, &want, cache_mode).await;
+            if cache_mode == DataCache::Off {
+                assert_eq!(warm.cached_blobs, 0);
+                assert_eq!(warm.ios, cold.ios);
+            } else {
+                assert_eq!(warm.ios, 0, "{cache_mode:?}: {warm:?}");
+                let distinct: HashSet<usize> = picks.iter().copied().collect();
+                assert_eq!(warm.cached_blobs, distinct.len(), "{cache_mode:?}");
+            }
+        }
+    }
+    // Off reads kept nothing; each mode kept its own kind.
+    assert!(cache.stats(ContentKind::DataBlock).inserts > 0);
+    assert_eq!(
+        cache.stats(ContentKind::Blob).inserts,
+        blobs.len() as u64,
+        "each distinct blob once"
+    );
+    assert!(cache.stats(ContentKind::Blob).hits >= blobs.len() as u64);
+    // The default single-blob read does not use the data cache.
+    let before = cache.stats(ContentKind::Blob);
+    assert_eq!(
+        &file.read_blob(w.refs[1]).await.unwrap()[..],
+        &blobs[1].0[..]
+    );
+    assert_eq!(cache.stats(ContentKind::Blob), before);
+}
+
+#[tokio::test]
+async fn a_small_cache_still_returns_right_data() {
+    let dir = tempdir();
+    let (file_nocache, refs, data) = adjacent_file(&dir, 64, 8192).await;
+    // 4 blocks: entries keep getting evicted mid-read.
+    let cache = Arc::new(LruBlockCache::new(4));
+    let opts = OpenOptions {
+        cache: Some(cache.clone() as Arc<dyn BlockCache>),
+        ..Default::default()
+    };
+    let (file, _) = BlockFile::open_with(file_nocache.path(), MAGIC, opts)
+        .await
+        .unwrap();
+    let want: Vec<&[u8]> = data.iter().map(|d| &d[..]).collect();
+    for cache_mode in [DataCache::Blocks, DataCache::Blobs] {
+        for _ in 0..3 {
+            read_checked(&file, &refs, &want, cache_mode).await;
+            read_checked(&file, &refs[10..13], &want[10..13], cache_mode).await;
+        }
+    }
+    assert!(cache.used_blocks() <= 4);
+    assert!(cache.stats(ContentKind::DataBlock).evictions > 0);
 }

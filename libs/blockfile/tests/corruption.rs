@@ -3,8 +3,11 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use blockfile::{
-    BlobRef, BlockFile, BlockFileError, BlockFileWriter, Concurrency, BLOCK_SIZE, PAYLOAD_SIZE,
+    BlobRef, BlockCache, BlockFile, BlockFileError, BlockFileWriter, Concurrency, DataCache,
+    LruBlockCache, OpenOptions, ReadOptions, BLOCK_SIZE, PAYLOAD_SIZE,
 };
 use camino::Utf8Path;
 use common::*;
@@ -322,4 +325,58 @@ async fn resealed_damage_never_panics() {
         errors > 0,
         "structural damage was reported at least sometimes"
     );
+}
+
+/// Reads through the data cache verify what they cache: a damaged block is
+/// reported (naming it) on every read, never cached, and the blobs that do
+/// not touch it come back right, warm or cold.
+#[tokio::test]
+async fn cached_reads_never_cache_damage() {
+    let dir = tempdir();
+    let good = dir.path.join("good");
+    let exp = sample(&good).await;
+    let original = std::fs::read(&good).unwrap();
+    let (file, _) = BlockFile::open(&good, MAGIC).await.unwrap();
+    let blob_blocks = 1 + file.blob_stream_len().div_ceil(PAYLOAD_SIZE as u64) as usize;
+    drop(file);
+    let bad = dir.path.join("bad");
+    let mut rng = rng(15);
+    for blk in 1..blob_blocks {
+        let mut data = original.clone();
+        data[blk * BLOCK_SIZE + rng.gen_range(0..BLOCK_SIZE)] ^= 0x10;
+        std::fs::write(&bad, &data).unwrap();
+        let cache = Arc::new(LruBlockCache::new(1000));
+        let opts = OpenOptions {
+            cache: Some(cache.clone() as Arc<dyn BlockCache>),
+            ..Default::default()
+        };
+        let (file, _) = BlockFile::open_with(&bad, MAGIC, opts).await.unwrap();
+        for mode in [DataCache::Blocks, DataCache::Blobs] {
+            let mut errors_per_pass = Vec::new();
+            for _pass in 0..2 {
+                let opts = ReadOptions {
+                    max_io_size: 64 * 1024,
+                    concurrency: Concurrency::Concurrent,
+                    cache: mode,
+                };
+                let v = file.read_blobs_with(&exp.refs, opts).await;
+                let mut errors = 0;
+                for (res, want) in v.results.iter().zip(&exp.blobs) {
+                    match res {
+                        Ok(got) => assert_eq!(&got[..], &want[..]),
+                        Err(e) => {
+                            assert_names_block(e, &bad, blk as u32);
+                            errors += 1;
+                        }
+                    }
+                }
+                errors_per_pass.push(errors);
+            }
+            assert!(errors_per_pass[0] > 0, "damage in block {blk} seen");
+            assert_eq!(
+                errors_per_pass[0], errors_per_pass[1],
+                "{mode:?}: damage in block {blk} is not cached away"
+            );
+        }
+    }
 }

@@ -22,7 +22,7 @@ use pageserver_api::value::Value;
 use utils::generation::Generation;
 use utils::lsn::Lsn;
 
-use super::format::{LayerFile, LayerFileWriter, LayerKind};
+use super::format::{DataCache, LayerFile, LayerFileWriter, LayerKind};
 use super::layer::Layer;
 use super::layer_desc::LayerName;
 use super::reconstruct::ValuesReconstructState;
@@ -193,7 +193,10 @@ pub async fn get_values_reconstruct_data(
         return Ok(());
     }
     let blobs: Vec<u64> = wanted.iter().map(|(_, _, b)| *b).collect();
-    let values = file.read_blobs(&blobs, concurrency).await?;
+    // Values are mostly small WAL records, many to a block: cache blocks.
+    let values = file
+        .read_blobs(&blobs, concurrency, DataCache::Blocks)
+        .await?;
     for ((key, lsn, _), bytes) in wanted.into_iter().zip(values) {
         let value = Value::des(&bytes)
             .map_err(|e| file.corrupt(format!("value of key {key} at {lsn}: {e}")))?;
@@ -271,7 +274,7 @@ impl DeltaValueStream {
         let blobs: Vec<u64> = batch.iter().map(|(_, _, v)| v >> 1).collect();
         let values = self
             .file
-            .read_blobs(&blobs, IoConcurrency::Sequential)
+            .read_blobs(&blobs, IoConcurrency::Sequential, DataCache::Off)
             .await?;
         for ((key, lsn, v), bytes) in batch.into_iter().zip(values) {
             self.buffered.push_back(StreamValue {

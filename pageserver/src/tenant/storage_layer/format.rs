@@ -27,8 +27,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+pub use blockfile::DataCache;
 use blockfile::{
     BlobRef, BlockCache, BlockFile, BlockFileError, BlockFileWriter, IndexIter, OpenOptions,
+    ReadOptions,
 };
 use bytes::Bytes;
 use camino::{Utf8Path, Utf8PathBuf};
@@ -44,8 +46,9 @@ const DELTA_MAGIC: u32 = 0x5053_444C; // "PSDL"
 const IMAGE_MAGIC: u32 = 0x5053_494D; // "PSIM"
 const LAYER_FORMAT_VERSION: u16 = 1;
 const LAYER_HEADER_LEN: usize = 56;
-/// Largest IO a vectored read issues.
-const MAX_IO_SIZE: usize = 128 * 1024;
+/// Largest IO a vectored read issues: a 32-page request (the default
+/// `max_get_vectored_keys`) of adjacent 8 KiB images is one IO.
+const MAX_IO_SIZE: usize = 512 * 1024;
 /// Largest decompressed image accepted.
 const MAX_DECOMPRESSED: usize = 64 * 1024;
 
@@ -53,7 +56,8 @@ static BLOCK_CACHE: OnceLock<Arc<dyn BlockCache>> = OnceLock::new();
 static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 static SYNC_DIR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
-/// Sets the node-wide cache for index blocks (once, at startup).
+/// Sets the node-wide cache for index blocks and the data blocks of reads
+/// (once, at startup).
 pub fn set_block_cache(cache: Arc<dyn BlockCache>) {
     let _ = BLOCK_CACHE.set(cache);
 }
@@ -213,13 +217,21 @@ impl LayerFile {
     }
 
     /// Reads blobs (results in the order of `blobs`), coalescing IOs.
+    /// `cache` says how the node's block cache serves and keeps them: page
+    /// reads use it (a warm read does no IO), whole-layer scans do not.
     pub async fn read_blobs(
         &self,
         blobs: &[u64],
         concurrency: IoConcurrency,
+        cache: DataCache,
     ) -> Result<Vec<Bytes>, LayerReadError> {
         let refs: Vec<BlobRef> = blobs.iter().map(|b| BlobRef(*b)).collect();
-        let read = self.file.read_blobs(&refs, MAX_IO_SIZE, concurrency).await;
+        let opts = ReadOptions {
+            max_io_size: MAX_IO_SIZE,
+            concurrency,
+            cache,
+        };
+        let read = self.file.read_blobs_with(&refs, opts).await;
         read.results
             .into_iter()
             .map(|r| r.map_err(|e| read_err(&self.path, e)))

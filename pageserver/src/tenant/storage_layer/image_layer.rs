@@ -16,7 +16,7 @@ use pageserver_api::value::Value;
 use utils::generation::Generation;
 use utils::lsn::Lsn;
 
-use super::format::{LayerFile, LayerFileWriter, LayerKind};
+use super::format::{DataCache, LayerFile, LayerFileWriter, LayerKind};
 use super::layer::Layer;
 use super::layer_desc::LayerName;
 use super::reconstruct::ValuesReconstructState;
@@ -104,7 +104,9 @@ pub async fn get_values_reconstruct_data(
     let images = if blobs.is_empty() {
         Vec::new()
     } else {
-        file.read_blobs(&blobs, concurrency).await?
+        // Images are pages: cache them decoded, a hit is a reference.
+        file.read_blobs(&blobs, concurrency, DataCache::Blobs)
+            .await?
     };
     for ((key, _), img) in found.into_iter().zip(images) {
         state.add_value(key, lsn, Value::Image(img));
