@@ -3,8 +3,11 @@
 //! Values are serialized into an [`EphemeralFile`]; an in-memory index maps
 //! each key to its versions `(lsn, packed location)` in ascending LSN order.
 //! A packed location is one `u64`: file offset (36 bits), length (27 bits)
-//! and whether the value initializes the page (1 bit), so the index costs 16
-//! bytes per value plus one map entry per key.
+//! and whether the value initializes the page (1 bit), so a version costs 16
+//! bytes. A key's versions ([`Versions`]) are kept inline in its map entry
+//! while there is one, then in a heap array grown by a quarter at a time
+//! (not doubled), so the index holds little slack: about 16 bytes per value
+//! plus one map entry (44 bytes) per key.
 //!
 //! Lifecycle: *open* (accepting puts, `end_lsn` unset) → *frozen* (`end_lsn`
 //! set by [`InMemoryLayer::freeze`], read-only) → flushed to an L0 delta
@@ -13,6 +16,7 @@
 //! at any time and see only LSNs the timeline has published, so a batch is
 //! never observed half-written.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,9 +76,63 @@ pub enum PutError {
     },
 }
 
+/// One version of a key: its LSN and where its value is.
+type Version = (Lsn, Packed);
+
+/// The versions of one key, in ascending LSN order (24 bytes).
+#[derive(Debug)]
+enum Versions {
+    /// The common case of a key written once in the layer: no allocation.
+    One(Version),
+    /// Two or more; capacity grows by a quarter (at least 1) when full.
+    Many(Vec<Version>),
+}
+
+impl Versions {
+    fn as_slice(&self) -> &[Version] {
+        match self {
+            Versions::One(v) => std::slice::from_ref(v),
+            Versions::Many(vs) => vs,
+        }
+    }
+
+    /// Adds a version; a version at an LSN already present replaces it.
+    fn put(&mut self, lsn: Lsn, packed: Packed) {
+        if let Versions::One(first) = *self {
+            if first.0 == lsn {
+                *self = Versions::One((lsn, packed));
+                return;
+            }
+            let mut vs = Vec::with_capacity(2);
+            vs.push(first);
+            *self = Versions::Many(vs);
+        }
+        let Versions::Many(vs) = self else {
+            unreachable!("a single version was moved to the heap above")
+        };
+        // Versions of a key arrive in LSN order from the single writer; a
+        // rewrite at the same LSN replaces the earlier value.
+        let at = match vs.last() {
+            Some((last, _)) if *last < lsn => vs.len(),
+            _ => {
+                let at = vs.partition_point(|(l, _)| *l < lsn);
+                if vs.get(at).is_some_and(|(l, _)| *l == lsn) {
+                    vs[at].1 = packed;
+                    return;
+                }
+                at
+            }
+        };
+        if vs.len() == vs.capacity() {
+            vs.reserve_exact((vs.len() / 4).max(1));
+        }
+        vs.insert(at, (lsn, packed));
+    }
+}
+
 struct Inner {
     file: EphemeralFile,
-    index: BTreeMap<Key, Vec<(Lsn, Packed)>>,
+    index: BTreeMap<Key, Versions>,
     values: u64,
 }
 
@@ -193,20 +251,11 @@ impl InMemoryLayer {
             ));
         }
         for (key, lsn, packed) in staged {
-            let versions = inner.index.entry(key).or_default();
-            // Versions of a key arrive in LSN order from the single writer;
-            // a rewrite at the same LSN replaces the earlier value.
-            match versions.last_mut() {
-                Some((last, p)) if *last == lsn => *p = packed,
-                Some((last, _)) if *last > lsn => {
-                    let at = versions.partition_point(|(l, _)| *l < lsn);
-                    if versions.get(at).is_some_and(|(l, _)| *l == lsn) {
-                        versions[at].1 = packed;
-                    } else {
-                        versions.insert(at, (lsn, packed));
-                    }
+            match inner.index.entry(key) {
+                Entry::Vacant(e) => {
+                    e.insert(Versions::One((lsn, packed)));
                 }
-                _ => versions.push((lsn, packed)),
+                Entry::Occupied(mut e) => e.get_mut().put(lsn, packed),
             }
             inner.values += 1;
         }
@@ -233,6 +282,7 @@ impl InMemoryLayer {
             let inner = self.inner.read().await;
             for range in &keyspace.ranges {
                 for (key, versions) in inner.index.range(range.clone()) {
+                    let versions = versions.as_slice();
                     let upto = versions.partition_point(|(l, _)| *l < end_lsn);
                     for (lsn, packed) in versions[..upto].iter().rev() {
                         wanted.push((*key, *lsn, *packed));
@@ -274,7 +324,7 @@ impl InMemoryLayer {
         inner
             .index
             .iter()
-            .filter(|(_, versions)| versions.first().is_some_and(|(l, _)| *l <= lsn))
+            .filter(|(_, versions)| versions.as_slice()[0].0 <= lsn)
             .map(|(k, _)| *k)
             .collect()
     }
@@ -290,7 +340,7 @@ impl InMemoryLayer {
             .map_err(|e| LayerReadError::io(inner.file.path(), e))?;
         let mut entries = Vec::with_capacity(inner.values as usize);
         for (key, versions) in &inner.index {
-            for (lsn, packed) in versions {
+            for (lsn, packed) in versions.as_slice() {
                 let start = packed.offset() as usize;
                 let range = start..start + packed.len();
                 if range.end > data.len() {
@@ -322,6 +372,36 @@ mod tests {
             let p = Packed::new(off, len, wi);
             assert_eq!((p.offset(), p.len(), p.will_init()), (off, len, wi));
         }
+    }
+
+    #[test]
+    fn versions_stay_sorted_and_compact() {
+        assert_eq!(std::mem::size_of::<Versions>(), 24);
+        let p = |n: u64| Packed::new(n, 1, false);
+        let lsns = |v: &Versions| v.as_slice().iter().map(|(l, _)| l.0).collect::<Vec<_>>();
+        let mut v = Versions::One((Lsn(10), p(1)));
+        v.put(Lsn(10), p(2)); // same LSN: replaced, still inline
+        assert!(matches!(v, Versions::One((Lsn(10), Packed(_)))));
+        assert_eq!(v.as_slice()[0].1, p(2));
+        v.put(Lsn(5), p(3)); // older: goes first
+        v.put(Lsn(20), p(4));
+        v.put(Lsn(15), p(5));
+        v.put(Lsn(20), p(6));
+        assert_eq!(lsns(&v), [5, 10, 15, 20]);
+        assert_eq!(v.as_slice()[3].1, p(6));
+        for l in 21..1000 {
+            v.put(Lsn(l), p(l));
+        }
+        let Versions::Many(vs) = &v else {
+            panic!("many versions")
+        };
+        assert_eq!(vs.len(), 983);
+        assert!(
+            vs.capacity() <= vs.len() + vs.len() / 4 + 1,
+            "{}",
+            vs.capacity()
+        );
+        assert!(vs.windows(2).all(|w| w[0].0 < w[1].0));
     }
 
     fn rec(b: &[u8], will_init: bool) -> Value {
