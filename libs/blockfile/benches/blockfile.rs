@@ -1,4 +1,5 @@
-//! Block file benchmarks: write throughput, warm index lookups, vectored reads.
+//! Block file benchmarks: write throughput, warm index lookups, vectored reads
+//! (from the OS page cache, and through the data cache).
 //!
 //! Run: `cargo bench -p blockfile --bench blockfile -- --warm-up-time 1 --measurement-time 3`
 
@@ -6,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use blockfile::{
-    BlobRef, BlockCache, BlockFile, BlockFileWriter, Concurrency, LruBlockCache, OpenOptions,
+    BlobRef, BlockCache, BlockFile, BlockFileWriter, Concurrency, DataCache, LruBlockCache,
+    OpenOptions, ReadOptions,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -210,6 +212,43 @@ fn bench_vectored(c: &mut Criterion) {
             })
         })
     });
+    // Through the data cache, warm (every block/blob cached): no IO.
+    let cache = Arc::new(LruBlockCache::new(20_000));
+    let opts = OpenOptions {
+        cache: Some(cache.clone() as Arc<dyn BlockCache>),
+        ..Default::default()
+    };
+    let (cached, _) = rt
+        .block_on(BlockFile::open_with(&path, MAGIC, opts))
+        .unwrap();
+    for (name, mode, n) in [
+        ("32x8KiB_adjacent_cached_blocks", DataCache::Blocks, 32),
+        ("32x8KiB_adjacent_cached_blobs", DataCache::Blobs, 32),
+        ("1x8KiB_cached_blocks", DataCache::Blocks, 1),
+        ("1x8KiB_cached_blobs", DataCache::Blobs, 1),
+    ] {
+        let opts = ReadOptions {
+            max_io_size: 1 << 20,
+            concurrency: Concurrency::Concurrent,
+            cache: mode,
+        };
+        rt.block_on(cached.read_blobs_with(&refs, opts));
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let s = rng.gen_range(0..refs.len() - n);
+                        let start = Instant::now();
+                        let r = cached.read_blobs_with(&refs[s..s + n], opts).await;
+                        total += start.elapsed();
+                        assert_eq!(r.stats.ios, 0);
+                    }
+                    total
+                })
+            })
+        });
+    }
     g.finish();
 }
 
