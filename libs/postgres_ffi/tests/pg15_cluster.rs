@@ -39,7 +39,8 @@ use postgres_ffi::twophase;
 use postgres_ffi::v15::controlfile::{wal_level_name, CheckPoint, ControlFileData};
 use postgres_ffi::v15::info;
 use postgres_ffi::wal::{
-    ImageCompression, WalDecodeError, WalDecoderConfig, WalRecord, WalSegmentSize, WalStreamDecoder,
+    ImageCompression, WalDecodeError, WalDecoderConfig, WalDirError, WalDirReader, WalRecord,
+    WalSegmentSize, WalStreamDecoder,
 };
 use postgres_ffi::{Lsn, PgMajorVersion, BLCKSZ, RELSEG_SIZE};
 
@@ -360,6 +361,36 @@ fn decode_pg_wal(
         "pg_wal has no end of valid WAL (decoded {} records)",
         records.len()
     );
+}
+
+/// [`WalDirReader`] over the same directory yields the same records and end.
+fn check_dir_reader(
+    data: &Path,
+    seg: WalSegmentSize,
+    first: &str,
+    expected: &[WalRecord],
+    expected_end: &WalDecodeError,
+) {
+    let (tli, segno) = seg.parse_file_name(first).unwrap();
+    let cfg = WalDecoderConfig::new(V, seg);
+    let mut r =
+        WalDirReader::new(&data.join("pg_wal"), tli, seg.segment_start(segno), cfg).unwrap();
+    let mut n = 0;
+    loop {
+        match r.next_record() {
+            Ok(Some(rec)) => {
+                assert_eq!(rec, expected[n]);
+                n += 1;
+            }
+            Ok(None) => panic!("WalDirReader found no end of valid WAL"),
+            Err(WalDirError::Decode(e)) => {
+                assert_eq!(&e, expected_end);
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(n, expected.len());
 }
 
 fn compression_name(c: ImageCompression) -> Option<&'static str> {
@@ -892,6 +923,7 @@ fn check_cluster(mut c: Cluster, xids: Option<Xids>) {
 
     let (segments, records, end) = decode_pg_wal(&c.data, seg, cd.system_identifier);
     assert!(end.is_end_of_wal(), "decoding stopped on {end}");
+    check_dir_reader(&c.data, seg, &segments[0], &records, &end);
     let (dump, stderr) = waldump(&c, &segments);
     compare_with_waldump(&records, &dump);
     if let Some(lsn) = waldump_end(&stderr) {

@@ -365,6 +365,7 @@ impl WalStreamDecoder {
         match &mut self.state {
             State::FirstPage => {
                 if contrecord && hdr.rem_len == 0 {
+                    // A continuation of nothing; any non-zero length would do.
                     return Err(WalDecodeError::BadContrecordLength {
                         lsn,
                         record_lsn: lsn,

@@ -8,6 +8,7 @@
 //! - [`image`]: restoring a page from a full-page image (hole, pglz/lz4/zstd).
 //! - [`decoder`]: [`WalStreamDecoder`], which turns a byte stream starting at
 //!   any page boundary (or a known record start) into validated records.
+//! - [`dir`]: [`dir::WalDirReader`], records from a directory of segment files.
 //! - [`encoder`]: building records and laying them out in pages and segments
 //!   (for synthetic WAL, e.g. a basebackup's checkpoint record, and tests).
 //! - [`timeline`]: timeline history files.
@@ -18,6 +19,7 @@
 //! bytes as untrusted: errors carry the LSN where the problem is.
 
 pub mod decoder;
+pub mod dir;
 pub mod encoder;
 pub mod error;
 pub mod image;
@@ -26,7 +28,8 @@ pub mod record;
 pub mod segment;
 pub mod timeline;
 
-pub use decoder::{WalDecoderConfig, WalStreamDecoder};
+pub use decoder::{decode_all, WalDecoderConfig, WalStreamDecoder};
+pub use dir::{WalDirError, WalDirReader};
 pub use error::{RecordFormatError, WalDecodeError};
 pub use image::ImageError;
 pub use page_header::XLogPageHeader;
