@@ -1009,3 +1009,91 @@ fn default_segment_size() {
     c.sql("UPDATE pgbench_accounts SET abalance = 1 WHERE aid < 500");
     check_cluster(c, None);
 }
+
+/// Promotion creates timeline 2: its history file parses, and the new
+/// timeline's segments decode (pages switch from timeline 1 to 2) exactly as
+/// `pg_waldump -t 2` reads them.
+#[test]
+fn timeline_switch() {
+    if pg_available().is_none() {
+        return;
+    }
+    let mut c = Cluster::init(1, "");
+    c.sql("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000)");
+    c.stop();
+    // Restart as a standby with nothing to replay, then promote.
+    fs::write(c.data.join("standby.signal"), b"").unwrap();
+    let log = c.data.parent().unwrap().join("server2.log");
+    let mut cmd = pg_cmd("pg_ctl");
+    cmd.arg("-D")
+        .arg(&c.data)
+        .arg("-l")
+        .arg(&log)
+        .args(["-w", "start"]);
+    run(cmd, "pg_ctl start (standby)");
+    c.running = true;
+    let mut cmd = pg_cmd("pg_ctl");
+    cmd.arg("-D").arg(&c.data).args(["-w", "promote"]);
+    run(cmd, "pg_ctl promote");
+    c.sql("INSERT INTO t SELECT generate_series(1, 1000); CHECKPOINT");
+    c.stop();
+
+    let cd = check_control_file(&c.data);
+    assert_eq!(cd.check_point_copy.this_timeline_id, 2);
+    let seg = WalSegmentSize::new(cd.xlog_seg_size).unwrap();
+    let history = postgres_ffi::wal::timeline::TimelineHistory::parse_bytes(
+        &fs::read(
+            c.data
+                .join("pg_wal")
+                .join(postgres_ffi::wal::segment::history_file_name(2)),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(history.entries.len(), 1);
+    let switch = history.entries[0].switchpoint;
+    assert_eq!(history.entries[0].tli, 1);
+    assert_eq!(history.timeline_of(2, Lsn(switch.0 - 1)), 1);
+    assert_eq!(history.timeline_of(2, switch), 2);
+
+    // Timeline 2's segments, from the one holding the switch point.
+    let mut names: Vec<String> = fs::read_dir(c.data.join("pg_wal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| postgres_ffi::wal::segment::is_wal_file_name(n) && n.starts_with("00000002"))
+        .collect();
+    names.sort();
+    assert_eq!(names[0], seg.file_name(2, seg.segno(switch)));
+    let cfg = WalDecoderConfig::new(V, seg).with_system_identifier(cd.system_identifier);
+    let mut r = WalDirReader::new(
+        &c.data.join("pg_wal"),
+        2,
+        seg.segment_start(seg.segno(switch)),
+        cfg,
+    )
+    .unwrap();
+    let mut records = Vec::new();
+    let end = loop {
+        match r.next_record() {
+            Ok(Some(rec)) => records.push(rec),
+            Ok(None) => panic!("no end of valid WAL on timeline 2"),
+            Err(WalDirError::Decode(e)) => break e,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(end.is_end_of_wal(), "{end}");
+    let eor = records
+        .iter()
+        .find(|r| r.name(V) == "XLOG/END_OF_RECOVERY")
+        .expect("END_OF_RECOVERY record");
+    assert!(eor.lsn >= switch);
+
+    let mut cmd = pg_cmd("pg_waldump");
+    cmd.args(["-b", "-t", "2", "-p"])
+        .arg(c.data.join("pg_wal"))
+        .arg(&names[0])
+        .arg(&names[names.len() - 1]);
+    let out = cmd.output().expect("run pg_waldump");
+    let dump = parse_dump(&String::from_utf8(out.stdout).unwrap());
+    compare_with_waldump(&records, &dump);
+}
