@@ -4,7 +4,7 @@
 //! already carries the process collector (CPU, memory, file descriptors,
 //! start time).
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use prometheus::{
     register_histogram, register_histogram_vec, register_int_counter_vec, register_int_gauge_vec,
@@ -32,8 +32,32 @@ pub static HTTP_REQUEST_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     .unwrap_or_else(|e| panic!("metric registration is static: {e}"))
 });
 
+/// The block cache whose counters [`gather_text`] exports.
+static PAGE_CACHE: OnceLock<Arc<blockfile::LruBlockCache>> = OnceLock::new();
+
+/// Exports `cache`'s hit/miss counters (by content kind) from now on. The
+/// cache keeps its own atomic counters so the read path pays nothing for
+/// Prometheus; they are copied into [`PAGE_CACHE_ACCESSES`] at scrape time.
+pub fn watch_page_cache(cache: Arc<blockfile::LruBlockCache>) {
+    let _ = PAGE_CACHE.set(cache);
+}
+
+fn sync_page_cache_metrics() {
+    let Some(cache) = PAGE_CACHE.get() else {
+        return;
+    };
+    for kind in blockfile::ContentKind::ALL {
+        let stats = cache.stats(kind);
+        for (result, value) in [("hit", stats.hits), ("miss", stats.misses)] {
+            let counter = PAGE_CACHE_ACCESSES.with_label_values(&[kind.as_str(), result]);
+            counter.inc_by(value.saturating_sub(counter.get()));
+        }
+    }
+}
+
 /// All registered metrics in the text exposition format.
 pub fn gather_text() -> Result<String, prometheus::Error> {
+    sync_page_cache_metrics();
     let families = prometheus::gather();
     prometheus::TextEncoder::new().encode_to_string(&families)
 }

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from fixtures.metrics import parse_metrics
 from fixtures.utils import format_lsn, parse_lsn, random_id, wait_until
 
 # Background loops must not interfere with what a test asserts about layers.
@@ -384,3 +385,41 @@ def test_branch_lsn_checks(ps) -> None:
     assert "GC cutoff" in response.json()["msg"]
     # Only the one good branch exists.
     assert {t["timeline_id"] for t in http.timeline_list(tenant)} == {parent, child}
+
+
+def _cache_accesses(ps) -> dict[tuple[str, str], float]:
+    samples = parse_metrics(ps.http.metrics())
+    return {
+        (s.labels["content_kind"], s.labels["result"]): s.value
+        for s in samples
+        if s.name == "pageserver_page_cache_accesses_total"
+    }
+
+
+def test_page_cache_metrics(ps) -> None:
+    http = ps.http
+    tenant, timeline = new_timeline(ps)
+    put_images(ps, tenant, timeline, range(32), BASE_LSN)
+    http.timeline_checkpoint(tenant, timeline, compact=False)
+    ps.restart()  # a cold cache: every layer block comes from disk first
+
+    before = _cache_accesses(ps)
+    for block in range(32):
+        assert http.getpage(tenant, timeline, rel_key(block)) == page(block, BASE_LSN)
+    middle = _cache_accesses(ps)
+    for block in range(32):
+        assert http.getpage(tenant, timeline, rel_key(block)) == page(block, BASE_LSN)
+    after = _cache_accesses(ps)
+
+    def delta(a, b, kind_result):
+        return b.get(kind_result, 0) - a.get(kind_result, 0)
+
+    kinds = {kind for kind, _ in after}
+    assert "index_block" in kinds, after
+    first_misses = sum(delta(before, middle, (k, "miss")) for k in kinds)
+    assert first_misses > 0, (before, middle)
+    # The second pass over the same pages is served from the cache.
+    second_hits = sum(delta(middle, after, (k, "hit")) for k in kinds)
+    second_misses = sum(delta(middle, after, (k, "miss")) for k in kinds)
+    assert second_hits >= 32, (middle, after)
+    assert second_misses < first_misses, (middle, after)

@@ -193,6 +193,9 @@ async fn serve(conf: Arc<PageServerConf>) -> anyhow::Result<()> {
     }
     init_virtual_file(&conf)?;
     let resources = StorageResources::new(conf.storage_settings());
+    if let Some(cache) = &resources.block_cache {
+        pageserver::metrics::watch_page_cache(Arc::clone(cache));
+    }
     let tenants =
         Arc::new(TenantManager::load(Arc::clone(&conf), resources, Arc::new(TestRedo)).await?);
 
