@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from fixtures.metrics import parse_metrics
+from fixtures.pageserver import find_panic_lines
 from fixtures.utils import format_lsn, parse_lsn, random_id, wait_until
 
 # Background loops must not interfere with what a test asserts about layers.
@@ -423,3 +424,41 @@ def test_page_cache_metrics(ps) -> None:
     second_misses = sum(delta(middle, after, (k, "miss")) for k in kinds)
     assert second_hits >= 32, (middle, after)
     assert second_misses < first_misses, (middle, after)
+
+
+def test_corrupt_layer_file_gives_clean_error(ps) -> None:
+    http = ps.http
+    tenant, timeline = new_timeline(ps)
+    put_images(ps, tenant, timeline, range(16), BASE_LSN)
+    http.timeline_checkpoint(tenant, timeline, compact=False)
+    [layer] = http.layer_map_info(tenant, timeline)["historic_layers"]
+    other_tenant, other_timeline = new_timeline(ps)
+    put_images(ps, other_tenant, other_timeline, range(4), BASE_LSN)
+    http.timeline_checkpoint(other_tenant, other_timeline, compact=False)
+    ps.stop()
+
+    tl_dir = timeline_dir(ps, tenant, timeline)
+    [path] = [p for p in tl_dir.iterdir() if p.name.startswith(layer["layer_file_name"])]
+    data = bytearray(path.read_bytes())
+    # Flip bytes in the middle of the blob area: page data, not the header.
+    for offset in range(len(data) // 3, len(data) // 3 + 64):
+        data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    ps.start()
+    failures = []
+    for block in range(16):
+        response = http.request("GET", f"/v1/tenant/{tenant}/timeline/{timeline}/getpage", allow_5xx=True, params={"key": rel_key(block)})
+        if response.status_code == 200:
+            # Blocks outside the damaged range still read correctly.
+            assert response.content == page(block, BASE_LSN)
+        else:
+            assert response.status_code == 500, response.text
+            failures.append(response.json()["msg"])
+    assert failures, "no read touched the damaged bytes"
+    assert all(path.name in msg for msg in failures), failures
+    assert all("offset" in msg or "block" in msg for msg in failures), failures
+    # The process keeps serving other data.
+    for block in range(4):
+        assert http.getpage(other_tenant, other_timeline, rel_key(block)) == page(block, BASE_LSN)
+    assert not find_panic_lines(ps.log_text())
