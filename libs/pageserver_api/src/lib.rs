@@ -14,6 +14,7 @@ pub mod config;
 pub mod key;
 pub mod keyspace;
 pub mod models;
+pub mod pagestream;
 pub mod reltag;
 pub mod shard;
 pub mod tenant_config;
