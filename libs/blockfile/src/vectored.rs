@@ -34,8 +34,9 @@
 //!    block fails only the blobs that touch it.
 //!
 //! [`VectoredStats`] reports the IOs issued and the blobs served from the
-//! cache, so tests and metrics can see the coalescing. Called by [`crate::BlockFile::read_blobs`] and
-//! [`crate::BlockFile::read_blob`].
+//! cache, so tests and metrics can see the coalescing. Called by
+//! [`crate::BlockFile::read_blobs`], [`crate::BlockFile::read_blobs_with`]
+//! and [`crate::BlockFile::read_blob`].
 
 use std::collections::HashMap;
 

@@ -56,8 +56,8 @@ static BLOCK_CACHE: OnceLock<Arc<dyn BlockCache>> = OnceLock::new();
 static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 static SYNC_DIR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
-/// Sets the node-wide cache for index blocks and the data blocks of reads
-/// (once, at startup).
+/// Sets the node-wide cache for index blocks and the data of page reads
+/// (decoded images, delta-layer blocks); once, at startup.
 pub fn set_block_cache(cache: Arc<dyn BlockCache>) {
     let _ = BLOCK_CACHE.set(cache);
 }
