@@ -10,5 +10,6 @@ pub mod config;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod page_service;
 pub mod tenant;
 pub mod walredo;

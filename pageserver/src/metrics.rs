@@ -7,8 +7,8 @@
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use prometheus::{
-    register_histogram, register_histogram_vec, register_int_counter_vec, register_int_gauge_vec,
-    Histogram, HistogramVec, IntCounterVec, IntGaugeVec,
+    register_histogram, register_histogram_vec, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, Histogram, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 /// Requests served by the management API, by route template, method and status.
@@ -108,6 +108,39 @@ pub static PAGE_CACHE_ACCESSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
         "pageserver_page_cache_accesses_total",
         "Block cache lookups by content kind and result (hit or miss)",
         &["content_kind", "result"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration is static: {e}"))
+});
+
+/// Pagestream requests: time from arrival to the response being flushed.
+pub static PAGESTREAM_REQUEST_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "pageserver_pagestream_request_duration_seconds",
+        "Pagestream request latency from arrival to flush, by request type",
+        &["op"],
+        vec![
+            0.00002, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
+            10.0
+        ]
+    )
+    .unwrap_or_else(|e| panic!("metric registration is static: {e}"))
+});
+
+/// Requests served together (one vectored read per read LSN).
+pub static PAGESTREAM_BATCH_SIZE: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "pageserver_pagestream_batch_size",
+        "Pagestream requests taken as one batch",
+        vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
+    )
+    .unwrap_or_else(|e| panic!("metric registration is static: {e}"))
+});
+
+/// Open page service (libpq) connections.
+pub static PAGE_SERVICE_CONNECTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "pageserver_page_service_connections",
+        "Open page service connections"
     )
     .unwrap_or_else(|e| panic!("metric registration is static: {e}"))
 });

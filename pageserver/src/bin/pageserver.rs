@@ -18,6 +18,7 @@ use pageserver::config::{
 };
 use pageserver::http::{self, HttpState};
 use pageserver::logging;
+use pageserver::page_service::{self, PageServiceState};
 use pageserver::tenant::mgr::TenantManager;
 use pageserver::tenant::resources::StorageResources;
 use pageserver::walredo::TestRedo;
@@ -180,12 +181,16 @@ fn init_virtual_file(conf: &PageServerConf) -> anyhow::Result<()> {
 }
 
 async fn serve(conf: Arc<PageServerConf>) -> anyhow::Result<()> {
-    let auth = match (conf.http_auth_type, &conf.auth_validation_public_key_path) {
-        (AuthType::NeonJWT, Some(path)) => Some(Arc::new(
+    // The key is configured iff some listener uses NeonJWT.
+    let jwt = match &conf.auth_validation_public_key_path {
+        Some(path) => Some(Arc::new(
             JwtAuth::from_path(path).context("cannot load auth_validation_public_key_path")?,
         )),
-        _ => None,
+        None => None,
     };
+    let auth = jwt
+        .clone()
+        .filter(|_| conf.http_auth_type == AuthType::NeonJWT);
     if let RemoteStorageKind::LocalFs { local_path } = &conf.remote_storage.kind {
         std::fs::create_dir_all(local_path).with_context(|| {
             format!("cannot create local remote storage directory {local_path}")
@@ -226,7 +231,18 @@ async fn serve(conf: Arc<PageServerConf>) -> anyhow::Result<()> {
         Arc::clone(&http_gate),
         server_guard,
     ));
-    tracing::info!(http = %conf.listen_http_addr, "pageserver is ready");
+    let pg_listener = tokio::net::TcpListener::bind(&conf.listen_pg_addr)
+        .await
+        .with_context(|| format!("cannot listen on listen_pg_addr {}", conf.listen_pg_addr))?;
+    let pg_state = Arc::new(PageServiceState::new(&conf, Arc::clone(&tenants), jwt));
+    let pg_gate = Arc::new(Gate::default());
+    let page_service = tokio::spawn(page_service::serve(
+        pg_listener,
+        pg_state,
+        cancel.clone(),
+        Arc::clone(&pg_gate),
+    ));
+    tracing::info!(http = %conf.listen_http_addr, pg = %conf.listen_pg_addr, "pageserver is ready");
 
     let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
@@ -267,6 +283,9 @@ async fn serve(conf: Arc<PageServerConf>) -> anyhow::Result<()> {
             tracing::error!("http server task failed: {e}");
         }
         http_gate.close().await;
+        if let Err(e) = page_service.await {
+            tracing::error!("page service task failed: {e}");
+        }
         tenants.shutdown().await;
     };
     if tokio::time::timeout(SHUTDOWN_TIMEOUT, shutdown)

@@ -1,0 +1,223 @@
+//! Serving one pagestream (after `pagestream_v2|v3`): requests arrive as
+//! `CopyData`, each gets exactly one response, in request order.
+//!
+//! Batching: when several GetPage requests are already buffered on the
+//! connection (a pipelining client), consecutive ones that resolve to the
+//! same read LSN are served as one vectored read, up to `max_batch_size`;
+//! responses are then written and flushed together. Nothing waits for more
+//! requests to arrive, so a lone request is never delayed.
+//!
+//! LSN rules (Neon's): `request_lsn` 0 or below `not_modified_since` is a
+//! bad request; below the GC cutoff too unless a lease holds it; when
+//! `not_modified_since` is beyond what was ingested the read waits for it
+//! (up to `wait_lsn_timeout`) and reads there, otherwise it reads at
+//! `min(last_record_lsn, request_lsn)`.
+//!
+//! Relation metadata (sizes, existence, database sizes, SLRU segments) comes
+//! from WAL ingest's key space; until ingest lands (issue 4), requests that
+//! need it are answered with a pagestream error naming that, and GetPage of
+//! a block no layer holds returns a zero page, as Postgres does for a block
+//! past the end of a relation.
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use pageserver_api::key::{rel_block_to_key, Key};
+use pageserver_api::keyspace::KeySpace;
+use pageserver_api::pagestream::{self, ProtocolVersion, Request, RequestHeader, Response};
+use utils::lsn::Lsn;
+
+use crate::tenant::timeline::read::{GetVectoredError, PageReconstructError};
+use crate::tenant::timeline::{Timeline, WaitLsnError};
+
+/// A request that failed; what the client is told.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// Answered with a pagestream Error response; the stream goes on.
+    #[error("{0}")]
+    Recoverable(String),
+    /// The connection must end with a libpq error of this SQLSTATE.
+    #[error("{message}")]
+    Fatal {
+        code: &'static [u8; 5],
+        message: String,
+    },
+}
+
+fn bad_request(msg: impl std::fmt::Display) -> RequestError {
+    RequestError::Recoverable(format!("Bad request: {msg}"))
+}
+
+/// The LSN a request is read at (waiting for ingest when needed).
+pub async fn effective_lsn(tl: &Timeline, hdr: &RequestHeader) -> Result<Lsn, RequestError> {
+    let RequestHeader {
+        request_lsn,
+        not_modified_since,
+        ..
+    } = *hdr;
+    if request_lsn < not_modified_since {
+        return Err(bad_request(format!(
+            "invalid request with request LSN {request_lsn} and not_modified_since {not_modified_since}"
+        )));
+    }
+    if request_lsn == Lsn(0) {
+        return Err(bad_request("invalid LSN(0) in request"));
+    }
+    let cutoff = tl.get_gc_cutoff_lsn();
+    if request_lsn < cutoff && !tl.is_leased(request_lsn) {
+        return Err(bad_request(format!(
+            "tried to request a page version that was garbage collected. requested at {request_lsn} gc cutoff {cutoff}"
+        )));
+    }
+    let last = tl.get_last_record_lsn();
+    if not_modified_since > last {
+        let timeout = tl.resources.settings.wait_lsn_timeout;
+        tl.wait_lsn(not_modified_since, timeout)
+            .await
+            .map_err(|e| match e {
+                WaitLsnError::Timeout { .. } => RequestError::Recoverable(format!(
+                    "LSN timeout: {e}; disk consistent LSN={}",
+                    tl.get_disk_consistent_lsn()
+                )),
+                WaitLsnError::Cancelled => RequestError::Fatal {
+                    code: pq_proto::sqlstate::ADMIN_SHUTDOWN,
+                    message: "timeline is shutting down".to_owned(),
+                },
+            })?;
+        Ok(not_modified_since)
+    } else {
+        Ok(last.min(request_lsn))
+    }
+}
+
+/// Serves a batch of GetPage requests that share `lsn` with one vectored
+/// read; one response per request, in order (a block asked for twice is
+/// read once and answered twice).
+pub async fn get_pages(
+    tl: &Timeline,
+    lsn: Lsn,
+    batch: &[Request],
+) -> Vec<Result<Response, RequestError>> {
+    let keys: Vec<Key> = batch
+        .iter()
+        .map(|r| match r {
+            Request::GetPage { rel, blkno, .. } => rel_block_to_key(*rel, *blkno),
+            // Callers only batch GetPage; anything else gets no key.
+            _ => Key::MIN,
+        })
+        .collect();
+    let mut ranges: Vec<_> = keys.iter().map(|k| *k..k.next()).collect();
+    ranges.sort_by_key(|r| r.start);
+    ranges.dedup();
+    let result = tl.get_vectored(KeySpace { ranges }, lsn).await;
+    let values = match result {
+        Ok(values) => values,
+        Err(e) => {
+            let err = vectored_error(&e);
+            return batch.iter().map(|_| Err(clone_error(&err))).collect();
+        }
+    };
+    batch
+        .iter()
+        .zip(keys)
+        .map(|(req, key)| {
+            let page = match values.get(&key) {
+                Some(Ok(page)) => page.clone(),
+                Some(Err(PageReconstructError::MissingKey { .. })) => zero_page(),
+                None => {
+                    return Err(RequestError::Recoverable(format!(
+                        "Read error: no result for key {key} at {lsn}"
+                    )))
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(%key, %lsn, "cannot reconstruct page: {e}");
+                    return Err(RequestError::Recoverable(format!("Read error: {e}")));
+                }
+            };
+            Ok(Response::GetPage {
+                req: req.clone(),
+                page,
+            })
+        })
+        .collect()
+}
+
+fn zero_page() -> Bytes {
+    static ZERO: [u8; pagestream::PAGE_SIZE] = [0; pagestream::PAGE_SIZE];
+    Bytes::from_static(&ZERO)
+}
+
+fn clone_error(e: &RequestError) -> RequestError {
+    match e {
+        RequestError::Recoverable(m) => RequestError::Recoverable(m.clone()),
+        RequestError::Fatal { code, message } => RequestError::Fatal {
+            code,
+            message: message.clone(),
+        },
+    }
+}
+
+fn vectored_error(e: &GetVectoredError) -> RequestError {
+    match e {
+        GetVectoredError::Cancelled | GetVectoredError::WaitLsn(WaitLsnError::Cancelled) => {
+            RequestError::Fatal {
+                code: pq_proto::sqlstate::ADMIN_SHUTDOWN,
+                message: "timeline is shutting down".to_owned(),
+            }
+        }
+        GetVectoredError::BelowGcCutoff { .. } | GetVectoredError::Oversized { .. } => {
+            bad_request(e)
+        }
+        other => RequestError::Recoverable(format!("Read error: {other}")),
+    }
+}
+
+/// Serves a request that is not a GetPage.
+pub async fn other_request(tl: &Timeline, req: &Request) -> Result<Response, RequestError> {
+    effective_lsn(tl, req.header()).await?;
+    Err(RequestError::Recoverable(format!(
+        "Bad request: {} needs relation metadata from WAL ingest, which this build does not have yet",
+        request_name(req)
+    )))
+}
+
+pub fn request_name(req: &Request) -> &'static str {
+    match req {
+        Request::Exists { .. } => "exists",
+        Request::Nblocks { .. } => "nblocks",
+        Request::GetPage { .. } => "get_page",
+        Request::DbSize { .. } => "db_size",
+        Request::GetSlruSegment { .. } => "get_slru_segment",
+    }
+}
+
+/// Encodes `result` as the `CopyData` payload answering a request with
+/// header `hdr`.
+pub fn encode(
+    v: ProtocolVersion,
+    hdr: &RequestHeader,
+    result: &Result<Response, RequestError>,
+    out: &mut BytesMut,
+) {
+    let error;
+    let response = match result {
+        Ok(response) => response,
+        Err(e) => {
+            error = Response::Error {
+                hdr: *hdr,
+                message: e.to_string(),
+            };
+            &error
+        }
+    };
+    let mut payload = BytesMut::new();
+    response.write(v, &mut payload);
+    pq_proto::BeMessage::CopyData(&payload).write(out);
+}
+
+/// Observes one request's latency from arrival to flush.
+pub fn observe(op: &str, arrived: Instant) {
+    crate::metrics::PAGESTREAM_REQUEST_DURATION
+        .with_label_values(&[op])
+        .observe(arrived.elapsed().as_secs_f64());
+}

@@ -1,0 +1,225 @@
+"""The libpq page service: handshake, commands, pagestream v2/v3 GetPage with
+Neon's LSN rules, pipelining, auth, malformed input and shutdown with a client
+that stops reading. Pages are written with the dev_mode put (WAL ingest comes
+with its own issue)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import pytest
+
+from fixtures.metrics import parse_metrics
+from fixtures.pagestream import PAGE_SIZE, PageServiceConnection, PgError, RelTag
+from fixtures.utils import format_lsn, random_id
+
+REL = RelTag(1663, 1, 16384, 0)
+BASE_LSN = 0x0100_0000
+
+
+def rel_key(block: int) -> str:
+    return f"00{REL.spcnode:08X}{REL.dbnode:08X}{REL.relnode:08X}{REL.forknum:02X}{block:08X}"
+
+
+def page(block: int, lsn: int) -> bytes:
+    head = f"blk {block} @ {lsn:X};".encode()
+    return (head * (PAGE_SIZE // len(head) + 1))[:PAGE_SIZE]
+
+
+def put(ps, tenant, timeline, blocks, lsn) -> None:
+    values = [{"key": rel_key(b), "lsn": format_lsn(lsn), "image": page(b, lsn).hex()} for b in blocks]
+    ps.http.dev_put(tenant, timeline, format_lsn(lsn), values)
+
+
+@pytest.fixture
+def env(pageserver_factory):
+    ps = pageserver_factory({"dev_mode": True, "wait_lsn_timeout": "2s"}).start()
+    tenant = ps.http.tenant_create(compaction_period="0s", gc_period="0s")
+    timeline = random_id()
+    ps.http.timeline_create(tenant, timeline, pg_version=15)
+    put(ps, tenant, timeline, range(40), BASE_LSN)
+    put(ps, tenant, timeline, range(0, 40, 2), BASE_LSN + 0x100)
+    return ps, tenant, timeline
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_get_page(env, version) -> None:
+    ps, tenant, timeline = env
+    last = BASE_LSN + 0x100
+    with PageServiceConnection(ps.pg_addr) as conn:
+        assert conn.params.get("client_encoding") == "UTF8"
+        conn.start_pagestream(tenant, timeline, version)
+        for block in range(40):
+            want = page(block, last if block % 2 == 0 else BASE_LSN)
+            assert conn.get_page(REL, block, last) == want
+            assert conn.get_page(REL, block, BASE_LSN) == page(block, BASE_LSN)
+        # u64::MAX means "latest".
+        assert conn.get_page(REL, 2, 0xFFFF_FFFF_FFFF_FFFF) == page(2, last)
+        # Past the end of what was written: a zero page, as Postgres reads it.
+        assert conn.get_page(REL, 1000, last) == bytes(PAGE_SIZE)
+        # A page written after the connection started is seen.
+        put(ps, tenant, timeline, [5], last + 0x100)
+        assert conn.get_page(REL, 5, last + 0x100) == page(5, last + 0x100)
+        assert conn.get_page(REL, 5, last) == page(5, BASE_LSN)
+
+
+def test_pipelined_requests_are_batched_in_order(env) -> None:
+    ps, tenant, timeline = env
+    last = BASE_LSN + 0x100
+    with PageServiceConnection(ps.pg_addr) as conn:
+        conn.start_pagestream(tenant, timeline, 3)
+        order = [7, 3, 39, 0, 12] * 8
+        # One send for all requests, so they arrive together.
+        parts = []
+        for reqid, block in enumerate(order):
+            body = bytes([2]) + struct.pack(">QQQ", reqid, last, 0) + REL.pack() + struct.pack(">I", block)
+            parts.append(b"d" + struct.pack(">I", len(body) + 4) + body)
+        conn.send_raw(b"".join(parts))
+        for reqid, block in enumerate(order):
+            kind, echoed, rest = conn.read_response()
+            assert (kind, echoed) == (102, reqid)
+            assert rest == page(block, last if block % 2 == 0 else BASE_LSN)
+    samples = parse_metrics(ps.http.metrics())
+    batches = [s for s in samples if s.name == "pageserver_pagestream_batch_size_count"]
+    total = [s for s in samples if s.name == "pageserver_pagestream_batch_size_sum"]
+    assert batches and total
+    # 40 requests in fewer batches than requests: some were served together.
+    assert batches[0].value < total[0].value, (batches, total)
+    latency = [s for s in samples if s.name == "pageserver_pagestream_request_duration_seconds_count"]
+    assert any(s.labels.get("op") == "get_page" and s.value >= 40 for s in latency), latency
+
+
+def test_lsn_rules(env) -> None:
+    ps, tenant, timeline = env
+    last = BASE_LSN + 0x100
+    with PageServiceConnection(ps.pg_addr) as conn:
+        conn.start_pagestream(tenant, timeline, 3)
+        with pytest.raises(PgError, match="invalid LSN\\(0\\)"):
+            conn.get_page(REL, 1, 0)
+        with pytest.raises(PgError, match="not_modified_since"):
+            conn.get_page(REL, 1, BASE_LSN, not_modified_since=last)
+        # not_modified_since beyond the last record: waits (2 s), then errors.
+        started = time.monotonic()
+        with pytest.raises(PgError, match="LSN timeout"):
+            conn.get_page(REL, 1, last + 0x10000, not_modified_since=last + 0x10000)
+        assert time.monotonic() - started >= 1.5
+        # The stream is still usable after those errors.
+        assert conn.get_page(REL, 1, last) == page(1, BASE_LSN)
+        # A request above the last record but with an old not_modified_since
+        # is read at the last record LSN without waiting.
+        assert conn.get_page(REL, 0, last + 0x10000, not_modified_since=BASE_LSN) == page(0, last)
+        # Relation metadata requests need ingest: an error, not a wrong answer.
+        conn.send_nblocks(REL, last)
+        kind, _, rest = conn.read_response()
+        assert kind == 103 and b"ingest" in rest
+
+
+def test_commands(env) -> None:
+    ps, tenant, timeline = env
+    with PageServiceConnection(ps.pg_addr) as conn:
+        assert conn.query("SET datestyle TO ISO") == []
+        with pytest.raises(PgError, match="unsupported command"):
+            conn.query("SELECT 1")
+        with pytest.raises(PgError, match="Not found"):
+            conn.query(f"pagestream_v3 {tenant} {random_id()}")
+        [[valid_until]] = conn.query(f"lease lsn {tenant} {timeline} {format_lsn(BASE_LSN)}")
+        assert valid_until is not None and int(valid_until) > time.time() * 1000
+        # The connection still serves a pagestream after failed commands.
+        conn.start_pagestream(tenant, timeline, 2)
+        assert conn.get_page(REL, 3, BASE_LSN) == page(3, BASE_LSN)
+
+
+def test_malformed_input_closes_only_that_connection(env) -> None:
+    ps, tenant, timeline = env
+    healthy = PageServiceConnection(ps.pg_addr)
+    healthy.start_pagestream(tenant, timeline, 3)
+
+    # Garbage instead of a startup packet: a FATAL error, then the close.
+    host, port = ps.pg_addr.rsplit(":", 1)
+    raw = socket.create_connection((host, int(port)), timeout=5)
+    raw.sendall(b"\xff" * 64)
+    received = b""
+    while chunk := raw.recv(4096):
+        received += chunk
+    raw.close()
+    assert received.startswith(b"E") and b"08P01" in received, received
+
+    # A truncated pagestream request.
+    with PageServiceConnection(ps.pg_addr) as conn:
+        conn.start_pagestream(tenant, timeline, 3)
+        conn.send(b"d", bytes([2, 0, 0]))
+        with pytest.raises(PgError, match="malformed pagestream request"):
+            conn.read_response()
+        with pytest.raises((ConnectionError, OSError)):
+            conn.read_message()
+
+    # An unknown message type in the stream; an oversized length.
+    with PageServiceConnection(ps.pg_addr) as conn:
+        conn.start_pagestream(tenant, timeline, 3)
+        conn.send(b"Q", b"select 1\0")
+        with pytest.raises(PgError):
+            conn.read_response()
+    with PageServiceConnection(ps.pg_addr) as conn:
+        conn.send_raw(b"Q" + struct.pack(">I", 0x7FFF_FFFF))
+        tag, body = conn.read_message()
+        assert tag == b"E" and b"length" in body, body
+        with pytest.raises((ConnectionError, OSError)):
+            conn.read_message()
+
+    assert healthy.get_page(REL, 9, BASE_LSN) == page(9, BASE_LSN)
+    healthy.close()
+
+
+def test_auth(pageserver_factory, jwt_key, tmp_path) -> None:
+    key_path = jwt_key.write_public_pem(tmp_path / "keys" / "auth_public_key.pem")
+    ps = pageserver_factory(
+        {"dev_mode": True, "pg_auth_type": "NeonJWT", "auth_validation_public_key_path": str(key_path)}
+    ).start()
+    tenant_a, tenant_b = ps.http.tenant_create(), ps.http.tenant_create()
+    timeline = random_id()
+    ps.http.timeline_create(tenant_a, timeline, pg_version=15)
+    ps.http.timeline_create(tenant_b, timeline, pg_version=15)
+
+    with pytest.raises(PgError, match="JWT authentication error"):
+        PageServiceConnection(ps.pg_addr, password="not-a-jwt")
+    with pytest.raises(AssertionError, match="asked for a password"):
+        PageServiceConnection(ps.pg_addr)
+
+    token_a = jwt_key.token("tenant", tenant_id=tenant_a)
+    with PageServiceConnection(ps.pg_addr, password=token_a) as conn:
+        with pytest.raises(PgError, match="permission denied"):
+            conn.start_pagestream(tenant_b, timeline, 3)
+        conn.start_pagestream(tenant_a, timeline, 3)
+        assert conn.get_page(REL, 0, BASE_LSN) == bytes(PAGE_SIZE)
+
+    with PageServiceConnection(ps.pg_addr, password=jwt_key.pageserverapi_token()) as conn:
+        conn.start_pagestream(tenant_b, timeline, 2)
+
+
+def test_client_that_stops_reading_does_not_block_shutdown(env) -> None:
+    ps, tenant, timeline = env
+    conn = PageServiceConnection(ps.pg_addr)
+    conn.start_pagestream(tenant, timeline, 3)
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    body = bytes([2]) + struct.pack(">QQQ", 0, BASE_LSN, 0) + REL.pack() + struct.pack(">I", 1)
+    message = b"d" + struct.pack(">I", len(body) + 4) + body
+    # Thousands of 8 KiB responses that nobody reads: the server's writes
+    # block once the socket buffers are full.
+    conn.sock.setblocking(False)
+    sent = 0
+    try:
+        for _ in range(20000):
+            conn.sock.send(message * 10)
+            sent += 10
+    except BlockingIOError:
+        pass
+    assert sent > 100
+    time.sleep(1)
+    started = time.monotonic()
+    code = ps.stop()
+    assert code == 0, f"exit code {code}"
+    assert not ps.stop_needed_kill
+    assert time.monotonic() - started < 8
+    conn.close()
