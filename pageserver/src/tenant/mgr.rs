@@ -129,6 +129,19 @@ impl TenantManager {
         Ok(mgr)
     }
 
+    /// A tenant without timelines, its storage started.
+    async fn start_new_tenant(&self, id: TenantShardId, location: PersistedLocation) -> Tenant {
+        let mut tenant = Tenant {
+            id,
+            location,
+            timelines: BTreeMap::new(),
+            broken: None,
+            storage: None,
+        };
+        self.start_storage(&mut tenant).await;
+        tenant
+    }
+
     /// Starts `tenant`'s storage and loads its timelines; a failure marks
     /// the tenant broken, naming the cause.
     async fn start_storage(&self, tenant: &mut Tenant) {
@@ -235,14 +248,7 @@ impl TenantManager {
             tenant_conf,
         };
         self.persist_location(id, location.clone()).await?;
-        let mut tenant = Tenant {
-            id,
-            location,
-            timelines: BTreeMap::new(),
-            broken: None,
-            storage: None,
-        };
-        self.start_storage(&mut tenant).await;
+        let tenant = self.start_new_tenant(id, location).await;
         inner.tenants.insert(id, tenant);
         tracing::info!(tenant_id = %id, "created tenant");
         Ok(())
@@ -347,14 +353,7 @@ impl TenantManager {
                 }
             }
             None => {
-                let mut tenant = Tenant {
-                    id,
-                    location,
-                    timelines: BTreeMap::new(),
-                    broken: None,
-                    storage: None,
-                };
-                self.start_storage(&mut tenant).await;
+                let tenant = self.start_new_tenant(id, location).await;
                 inner.tenants.insert(id, tenant);
             }
         }
