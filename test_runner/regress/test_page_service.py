@@ -5,7 +5,9 @@ with its own issue)."""
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
 import struct
 import time
 
@@ -223,3 +225,38 @@ def test_client_that_stops_reading_does_not_block_shutdown(env) -> None:
     assert not ps.stop_needed_kill
     assert time.monotonic() - started < 8
     conn.close()
+
+
+def test_pagebench_get_page_latest_lsn(env, pagebench_bin) -> None:
+    ps, tenant, timeline = env
+    command = [
+        str(pagebench_bin),
+        "get-page-latest-lsn",
+        "--page-service-addr",
+        ps.pg_addr,
+        "--tenant-id",
+        tenant,
+        "--timeline-id",
+        timeline,
+        "--blocks",
+        f"{REL.spcnode}/{REL.dbnode}/{REL.relnode}:0-39",
+        "--connections",
+        "2",
+        "--queue-depth",
+        "4",
+        "--runtime",
+        "2",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["requests"] > 100, summary
+    assert summary["errors"] == 0, summary
+    assert summary["latency_us"]["p50"] <= summary["latency_us"]["p99"] <= summary["latency_us"]["p99.9"]
+
+    # A wrong timeline: a clear error and a failing exit code.
+    bad = command.copy()
+    bad[bad.index(timeline)] = random_id()
+    result = subprocess.run(bad, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "Not found" in result.stderr, result.stderr
