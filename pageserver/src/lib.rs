@@ -8,8 +8,11 @@
 
 pub mod config;
 pub mod http;
+pub mod import_datadir;
 pub mod logging;
 pub mod metrics;
 pub mod page_service;
+pub mod pgdatadir_mapping;
 pub mod tenant;
+pub mod walingest;
 pub mod walredo;

@@ -2,16 +2,32 @@
 //!
 //! The read path collects, per key, the newest image at or below the read LSN
 //! (if any) and every record above it, and hands them to a [`Redo`]
-//! implementation. The real one (native Rust redo of every Postgres 15
-//! resource manager) arrives with its own crate; until then the engine runs
-//! with [`TestRedo`], which understands only the synthetic
-//! [`WalRecord::Test`] records and refuses everything else with a typed
-//! error, so a wrong page can never be produced silently.
+//! implementation:
+//!
+//! - [`NativeRedo`] (module [`native`]) is the server's redo. It applies the
+//!   records WAL ingest synthesizes for effects that have no page of their
+//!   own in WAL (CLOG status bits, multixact offsets and members,
+//!   visibility-map bit clears; pure page functions in [`pages`]), the raw
+//!   Postgres records ingest stores on pages it does not own a synthetic
+//!   form for (the visibility-map tail cleared by Storage TRUNCATE), and the
+//!   storage-engine [`WalRecord::Test`] records. Other Postgres records
+//!   (heap, btree, ...) are refused with [`RedoError::Unsupported`] until the
+//!   Postgres record redo (`libs/pg_redo`) is plugged in at
+//!   [`native::NativeRedo::apply_postgres`].
+//! - [`TestRedo`] understands only `Test` records, for storage-engine tests.
+//!
+//! Either way a record that cannot be applied is a typed error, so a wrong
+//! page can never be produced silently.
+
+pub mod native;
+pub mod pages;
 
 use bytes::{Bytes, BytesMut};
 use pageserver_api::key::Key;
 use pageserver_api::value::WalRecord;
 use utils::lsn::Lsn;
+
+pub use native::NativeRedo;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RedoError {
@@ -42,6 +58,19 @@ pub trait Redo: Send + Sync + 'static {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TestRedo;
 
+/// Applies one `Test` record to a variable-length test page.
+pub(crate) fn apply_test_record(page: &mut BytesMut, append: &[u8], will_init: bool, clear: bool) {
+    if will_init || clear {
+        page.clear();
+    }
+    page.extend_from_slice(append);
+}
+
+/// A short description of a record for error messages.
+pub(crate) fn describe(record: &WalRecord) -> String {
+    format!("{record:?}").chars().take(80).collect()
+}
+
 impl Redo for TestRedo {
     fn reconstruct(
         &self,
@@ -57,18 +86,13 @@ impl Redo for TestRedo {
                     append,
                     will_init,
                     clear,
-                } => {
-                    if *will_init || *clear {
-                        page.clear();
-                    }
-                    page.extend_from_slice(append);
-                }
+                } => apply_test_record(&mut page, append, *will_init, *clear),
                 other => {
                     return Err(RedoError::Unsupported {
                         key,
                         lsn,
                         record_lsn: *record_lsn,
-                        what: format!("{other:?}").chars().take(80).collect(),
+                        what: describe(other),
                     })
                 }
             }

@@ -1,0 +1,724 @@
+//! WAL ingest: decoded Postgres 15 WAL records in, key/value puts and
+//! Postgres-level metadata changes out.
+//!
+//! [`Ingest`] is fed records in WAL order (from the walreceiver, or a
+//! `WalDirReader` in tests and tools) and turns each into changes of a
+//! [`DatadirModification`], all at the record's end LSN, so a read at an LSN
+//! where a record ends sees that record. Batches of records are committed
+//! atomically; `last_record_lsn` only ever lands on record boundaries.
+//!
+//! What each resource manager becomes:
+//!
+//! | rmgr | effect |
+//! |---|---|
+//! | page rmgrs (Heap, Heap2, Btree, Hash, Gin, Gist, Sequence, SPGist, BRIN, Generic) and XLOG FPI/FPI_FOR_HINT | per block reference: the restored page as an image if it carries an image to apply (page LSN set to the record's end, as redo does), else the raw record (`will_init` from BKPBLOCK_WILL_INIT or the heap INIT_PAGE bit); a block past the end extends the relation fork (zero pages in between), a missing fork is created |
+//! | Heap/Heap2 with *_ALL_VISIBLE_CLEARED / ALL_FROZEN_CLEARED | `ClearVisibilityMapFlags` on the visibility-map page of the heap block(s) |
+//! | Storage | CREATE: relation fork; TRUNCATE: sizes of main/FSM/VM forks (module `smgr`) |
+//! | Database | CREATE_FILE_COPY: copy of the source database at this LSN; CREATE_WAL_LOG: empty database; DROP |
+//! | RelMap | relmapper file |
+//! | Transaction | CLOG status (`ClogSetStatus`) of xid and subtransactions, dropped relations, two-phase state files, replication origin progress (module `xact`) |
+//! | CLOG, MultiXact | zeroed pages, `MultixactOffsetCreate`/`MultixactMembersCreate`, segment truncation (module `slru`) |
+//! | XLOG checkpoints, NEXTOID, Standby RUNNING_XACTS, ... | the checkpoint key: counters advanced as recovery would ([`checkpoint`]) |
+//! | XLOG PARAMETER_CHANGE | the control file's copy of those settings |
+//! | ReplicationOrigin | origin progress keys |
+//!
+//! Records with no storage effect are acknowledged explicitly in
+//! [`Ingest::dispatch`] with the reason. Unknown resource managers, unknown
+//! record types, tablespaces other than `pg_default`/`pg_global`, and
+//! malformed records stop ingest with an [`IngestError`] (counted in
+//! [`metrics`]); after an error the `Ingest` refuses further records, since
+//! its view of the timeline may be half-updated. Records ending at or below
+//! the timeline's last LSN are skipped as already ingested (a restarted
+//! stream replays from a segment or page boundary).
+
+pub mod checkpoint;
+pub mod metrics;
+pub mod records;
+mod slru;
+mod smgr;
+mod xact;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pageserver_api::reltag::{
+    RelTag, DEFAULTTABLESPACE_OID, GLOBALTABLESPACE_OID, VISIBILITYMAP_FORKNUM,
+};
+use pageserver_api::value::{Value, WalRecord as StoredRecord};
+use postgres_ffi::page::{page_init, page_set_lsn, PageHeaderData};
+use postgres_ffi::relfile::RelFileNode;
+use postgres_ffi::rmgr::{self, record_type_name, rmgr_name};
+use postgres_ffi::v15::controlfile::CheckPoint;
+use postgres_ffi::v15::info;
+use postgres_ffi::wal::{ImageError, WalRecord};
+use postgres_ffi::{Lsn, PgMajorVersion, BLCKSZ};
+
+use self::checkpoint::CheckpointTracker;
+use self::records::ParseError;
+use crate::pgdatadir_mapping::{DatadirError, DatadirModification, DatadirView};
+use crate::tenant::timeline::Timeline;
+use crate::walredo::pages::{vm_page_of, VISIBILITYMAP_VALID_BITS};
+
+/// Why ingest stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestErrorKind {
+    #[error("unknown resource manager id {rmid}")]
+    UnknownRmgr { rmid: u8 },
+    #[error("unknown record type: info 0x{info:02X} of resource manager {rmgr}")]
+    UnknownRecordType { rmgr: String, info: u8 },
+    #[error("unsupported: {what}")]
+    Unsupported { what: String },
+    #[error("malformed record: {0}")]
+    Malformed(#[from] ParseError),
+    #[error("block reference {block_id}: {what}")]
+    BadBlock { block_id: u8, what: String },
+    #[error("full-page image of block reference {block_id}: {source}")]
+    Image {
+        block_id: u8,
+        #[source]
+        source: ImageError,
+    },
+    #[error("inconsistent with the stored state: {what}")]
+    Inconsistent { what: String },
+    #[error(transparent)]
+    Datadir(#[from] DatadirError),
+    #[error(
+        "the record starts at {start} but the timeline has data up to {last}, which is inside it"
+    )]
+    NotAtRecordBoundary { start: Lsn, last: Lsn },
+    #[error("ingest stopped after an error at {at}; start a new Ingest")]
+    Stopped { at: Lsn },
+}
+
+impl IngestErrorKind {
+    /// Label for `pageserver_wal_ingest_errors_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            IngestErrorKind::UnknownRmgr { .. } => "unknown_rmgr",
+            IngestErrorKind::UnknownRecordType { .. } => "unknown_record_type",
+            IngestErrorKind::Unsupported { .. } => "unsupported",
+            IngestErrorKind::Malformed(_) => "malformed",
+            IngestErrorKind::BadBlock { .. } => "bad_block",
+            IngestErrorKind::Image { .. } => "image",
+            IngestErrorKind::Inconsistent { .. } => "inconsistent",
+            IngestErrorKind::Datadir(_) => "storage",
+            IngestErrorKind::NotAtRecordBoundary { .. } => "not_at_record_boundary",
+            IngestErrorKind::Stopped { .. } => "stopped",
+        }
+    }
+
+    /// Whether the record is one this server does not handle (as opposed to
+    /// a broken record or a storage failure).
+    pub fn is_unsupported_record(&self) -> bool {
+        matches!(
+            self,
+            IngestErrorKind::UnknownRmgr { .. }
+                | IngestErrorKind::UnknownRecordType { .. }
+                | IngestErrorKind::Unsupported { .. }
+        )
+    }
+}
+
+/// An ingest failure, located at a WAL record (or at the commit of the
+/// records up to `lsn`).
+#[derive(Debug, thiserror::Error)]
+#[error("{context} at {lsn}: {kind}")]
+pub struct IngestError {
+    /// Start LSN of the record, or the end of the batch for a commit.
+    pub lsn: Lsn,
+    /// `WAL record Rmgr/TYPE` or `commit of WAL`.
+    pub context: String,
+    #[source]
+    pub kind: IngestErrorKind,
+}
+
+/// Records and bytes of one resource manager.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordCounts {
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// What an [`Ingest`] has done.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestCounters {
+    /// Records ingested (applied).
+    pub records: u64,
+    /// Their total length (`xl_tot_len`).
+    pub bytes: u64,
+    /// Per resource manager id.
+    pub by_rmgr: BTreeMap<u8, RecordCounts>,
+    /// Records skipped because they end at or below the timeline's LSN.
+    pub skipped_already_ingested: u64,
+    /// Batches written.
+    pub commits: u64,
+}
+
+/// When to commit without being asked: whichever comes first.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub max_values: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        BatchLimits {
+            max_values: 16 * 1024,
+            max_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// The page rmgrs: their block references are the whole story.
+fn is_page_rmgr(rmid: u8) -> bool {
+    matches!(
+        rmid,
+        rmgr::RM_HEAP2_ID
+            | rmgr::RM_HEAP_ID
+            | rmgr::RM_BTREE_ID
+            | rmgr::RM_HASH_ID
+            | rmgr::RM_GIN_ID
+            | rmgr::RM_GIST_ID
+            | rmgr::RM_SEQ_ID
+            | rmgr::RM_SPGIST_ID
+            | rmgr::RM_BRIN_ID
+            | rmgr::RM_GENERIC_ID
+    )
+}
+
+/// See the module documentation.
+pub struct Ingest {
+    m: DatadirModification,
+    checkpoint: CheckpointTracker,
+    version: PgMajorVersion,
+    /// End of the last record applied (or the timeline's LSN at start).
+    last_lsn: Lsn,
+    /// Offsets page zeroed implicitly by a CREATE_ID record (WAL of an
+    /// older 15.x minor); its ZERO_OFF_PAGE record must then not zero it
+    /// again (see `RecordNewMultiXact`).
+    pre_initialized_offsets_page: Option<u32>,
+    counters: IngestCounters,
+    rmgr_metrics: BTreeMap<u8, metrics::RmgrCounters>,
+    limits: BatchLimits,
+    stopped_at: Option<Lsn>,
+    warned_commit_ts: bool,
+}
+
+type Result<T, E = IngestErrorKind> = std::result::Result<T, E>;
+
+impl Ingest {
+    /// Starts ingesting into `tl` after its `last_record_lsn`. The timeline
+    /// must hold a cluster (bootstrap import or basebackup import): its
+    /// checkpoint key seeds the counters.
+    pub async fn new(tl: Arc<Timeline>) -> Result<Ingest, IngestError> {
+        let version = PgMajorVersion::from_number(tl.pg_version).map_err(|e| IngestError {
+            lsn: tl.get_last_record_lsn(),
+            context: "starting ingest".to_owned(),
+            kind: IngestErrorKind::Unsupported {
+                what: e.to_string(),
+            },
+        })?;
+        let m = DatadirModification::new(Arc::clone(&tl));
+        let lsn = m.committed_lsn();
+        let cp = DatadirView::new(&tl, lsn)
+            .checkpoint()
+            .await
+            .map_err(|e| IngestError {
+                lsn,
+                context: "starting ingest (reading the checkpoint)".to_owned(),
+                kind: e.into(),
+            })?;
+        Ok(Ingest {
+            m,
+            checkpoint: CheckpointTracker::new(cp),
+            version,
+            last_lsn: lsn,
+            pre_initialized_offsets_page: None,
+            counters: IngestCounters::default(),
+            rmgr_metrics: BTreeMap::new(),
+            limits: BatchLimits::default(),
+            stopped_at: None,
+            warned_commit_ts: false,
+        })
+    }
+
+    pub fn with_batch_limits(mut self, limits: BatchLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn counters(&self) -> &IngestCounters {
+        &self.counters
+    }
+
+    /// End LSN of the last record ingested (committed or not).
+    pub fn last_lsn(&self) -> Lsn {
+        self.last_lsn
+    }
+
+    /// LSN up to which everything is committed (readable).
+    pub fn committed_lsn(&self) -> Lsn {
+        self.m.committed_lsn()
+    }
+
+    /// The checkpoint as it will be stored with the next record.
+    pub fn checkpoint(&self) -> &CheckPoint {
+        &self.checkpoint.cp
+    }
+
+    /// Commits everything ingested so far.
+    pub async fn commit(&mut self) -> Result<(), IngestError> {
+        if let Some(at) = self.stopped_at {
+            return Err(self.error_at(at, "commit of WAL", IngestErrorKind::Stopped { at }));
+        }
+        let had = self.m.has_uncommitted();
+        if let Err(e) = self.m.commit().await {
+            let lsn = self.m.lsn();
+            self.stopped_at = Some(lsn);
+            return Err(self.error_at(lsn, "commit of WAL", e.into()));
+        }
+        if had {
+            self.counters.commits += 1;
+        }
+        Ok(())
+    }
+
+    fn error_at(&self, lsn: Lsn, context: &str, kind: IngestErrorKind) -> IngestError {
+        metrics::ERRORS.with_label_values(&[kind.label()]).inc();
+        IngestError {
+            lsn,
+            context: context.to_owned(),
+            kind,
+        }
+    }
+
+    /// Ingests one record; commits when the batch is full. Records must
+    /// come in WAL order.
+    pub async fn ingest_record(&mut self, rec: &WalRecord) -> Result<(), IngestError> {
+        let name = rec.name(self.version);
+        let context = || format!("WAL record {name}");
+        if let Some(at) = self.stopped_at {
+            return Err(self.error_at(rec.lsn, &context(), IngestErrorKind::Stopped { at }));
+        }
+        if rec.end_lsn <= self.last_lsn {
+            self.counters.skipped_already_ingested += 1;
+            return Ok(());
+        }
+        if rec.lsn < self.last_lsn {
+            let kind = IngestErrorKind::NotAtRecordBoundary {
+                start: rec.lsn,
+                last: self.last_lsn,
+            };
+            return Err(self.error_at(rec.lsn, &context(), kind));
+        }
+        if let Err(kind) = self.apply(rec).await {
+            self.stopped_at = Some(rec.lsn);
+            if kind.is_unsupported_record() {
+                metrics::UNSUPPORTED.with_label_values(&[&name]).inc();
+            }
+            tracing::error!(lsn = %rec.lsn, record = %name, "WAL ingest stopped: {kind}");
+            return Err(self.error_at(rec.lsn, &context(), kind));
+        }
+        self.last_lsn = rec.end_lsn;
+        self.count(rec);
+        if self.m.pending_values() >= self.limits.max_values
+            || self.m.pending_bytes() >= self.limits.max_bytes
+        {
+            self.commit().await?;
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, rec: &WalRecord) {
+        let len = rec.tot_len() as u64;
+        self.counters.records += 1;
+        self.counters.bytes += len;
+        let c = self.counters.by_rmgr.entry(rec.rmid()).or_default();
+        c.records += 1;
+        c.bytes += len;
+        let m = self.rmgr_metrics.entry(rec.rmid()).or_insert_with(|| {
+            let name = rmgr_name(rec.rmid()).unwrap_or_else(|| format!("rmgr{}", rec.rmid()));
+            metrics::RmgrCounters::for_rmgr(&name)
+        });
+        m.records.inc();
+        m.bytes.inc_by(len);
+    }
+
+    /// Checks the record type, then applies the record.
+    async fn apply(&mut self, rec: &WalRecord) -> Result<()> {
+        let rmid = rec.rmid();
+        let Some(rmgr) = rmgr_name(rmid) else {
+            return Err(IngestErrorKind::UnknownRmgr { rmid });
+        };
+        if rmid >= rmgr::RM_MIN_CUSTOM_ID {
+            return Err(IngestErrorKind::Unsupported {
+                what: format!("custom resource manager {rmgr} (extension WAL)"),
+            });
+        }
+        if record_type_name(self.version, rmid, rec.info()).is_none() {
+            return Err(IngestErrorKind::UnknownRecordType {
+                rmgr,
+                info: rec.info(),
+            });
+        }
+        if rmid == rmgr::RM_DBASE_ID && rec.header.rmgr_info() == info::dbase::CREATE_FILE_COPY {
+            // The copy reads the source database's pages from the timeline,
+            // which sees only committed values.
+            if self.m.has_uncommitted() {
+                self.m.commit().await?;
+                self.counters.commits += 1;
+            }
+        }
+        self.m.set_lsn(rec.end_lsn)?;
+        self.checkpoint.advance_next_xid_past(rec.xid());
+        self.dispatch(rec).await?;
+        if self.checkpoint.dirty {
+            self.m
+                .put_checkpoint(Bytes::copy_from_slice(&self.checkpoint.cp.encode()))?;
+            self.checkpoint.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// One record's effects, by resource manager.
+    async fn dispatch(&mut self, rec: &WalRecord) -> Result<()> {
+        let rmid = rec.rmid();
+        let op = rec.header.rmgr_info();
+        if !rec.blocks.is_empty() && !is_page_rmgr(rmid) && rmid != rmgr::RM_XLOG_ID {
+            return Err(IngestErrorKind::Unsupported {
+                what: "block references in a record of a resource manager that has none".to_owned(),
+            });
+        }
+        match rmid {
+            rmgr::RM_XLOG_ID => self.ingest_xlog(rec, op).await,
+            rmgr::RM_XACT_ID => self.ingest_xact(rec).await,
+            rmgr::RM_SMGR_ID => self.ingest_smgr(rec, op).await,
+            rmgr::RM_CLOG_ID => self.ingest_clog(rec, op).await,
+            rmgr::RM_DBASE_ID => self.ingest_dbase(rec, op).await,
+            rmgr::RM_TBLSPC_ID => Err(IngestErrorKind::Unsupported {
+                what: "tablespaces other than pg_default and pg_global".to_owned(),
+            }),
+            rmgr::RM_MULTIXACT_ID => self.ingest_multixact(rec, op).await,
+            rmgr::RM_RELMAP_ID => self.ingest_relmap(rec).await,
+            rmgr::RM_STANDBY_ID => {
+                if op == info::standby::RUNNING_XACTS {
+                    let (next, oldest) = records::parse_running_xacts(&rec.main_data)?;
+                    self.checkpoint.running_xacts(next, oldest);
+                }
+                // LOCK and INVALIDATIONS only serve hot-standby queries.
+                Ok(())
+            }
+            rmgr::RM_HEAP_ID | rmgr::RM_HEAP2_ID => {
+                self.ingest_blocks(rec).await?;
+                self.ingest_heap_vm(rec).await
+                // Heap TRUNCATE and Heap2 NEW_CID are logical-decoding
+                // information; Heap2 REWRITE writes logical rewrite mapping
+                // files (pg_logical/mappings), which this server does not
+                // keep (no logical decoding from a page server).
+            }
+            rmgr::RM_COMMIT_TS_ID => {
+                // pg_commit_ts is not kept (no SLRU kind for it): commit
+                // timestamps are not preserved across a basebackup.
+                if !self.warned_commit_ts {
+                    self.warned_commit_ts = true;
+                    tracing::warn!(lsn = %rec.lsn, "track_commit_timestamp is on at the primary; commit timestamps are not kept by the page server");
+                }
+                Ok(())
+            }
+            rmgr::RM_REPLORIGIN_ID => {
+                if op == info::replorigin::SET {
+                    let (remote_lsn, node) = records::parse_replorigin_set(&rec.main_data)?;
+                    self.m.put_repl_origin(node, remote_lsn)?;
+                } else {
+                    let node = records::parse_replorigin_drop(&rec.main_data)?;
+                    self.m.drop_repl_origin(node)?;
+                }
+                Ok(())
+            }
+            // Logical decoding messages have no storage effect.
+            rmgr::RM_LOGICALMSG_ID => Ok(()),
+            _ if is_page_rmgr(rmid) => self.ingest_blocks(rec).await,
+            _ => Err(IngestErrorKind::UnknownRmgr { rmid }),
+        }
+    }
+
+    async fn ingest_xlog(&mut self, rec: &WalRecord, op: u8) -> Result<()> {
+        use info::xlog;
+        match op {
+            xlog::CHECKPOINT_SHUTDOWN | xlog::CHECKPOINT_ONLINE => {
+                let cp = CheckPoint::decode(&rec.main_data).map_err(|e| ParseError {
+                    what: "CheckPoint",
+                    detail: e.to_string(),
+                })?;
+                self.checkpoint
+                    .checkpoint_record(&cp, op == xlog::CHECKPOINT_SHUTDOWN);
+                Ok(())
+            }
+            xlog::NEXTOID => {
+                self.checkpoint
+                    .set_next_oid(records::parse_next_oid(&rec.main_data)?);
+                Ok(())
+            }
+            xlog::PARAMETER_CHANGE => self.ingest_parameter_change(rec).await,
+            xlog::END_OF_RECOVERY => {
+                let (this, prev) = records::parse_end_of_recovery(&rec.main_data)?;
+                self.checkpoint.end_of_recovery(this, prev);
+                Ok(())
+            }
+            xlog::FPI | xlog::FPI_FOR_HINT => {
+                for blk in &rec.blocks {
+                    match &blk.image {
+                        Some(img) if img.apply => {}
+                        // FPI_FOR_HINT carries no image when full_page_writes
+                        // was off: redo skips the block.
+                        None if op == xlog::FPI_FOR_HINT => continue,
+                        _ => {
+                            return Err(IngestErrorKind::BadBlock {
+                                block_id: blk.block_id,
+                                what: "XLOG FPI block without an image to restore".to_owned(),
+                            })
+                        }
+                    }
+                }
+                self.ingest_blocks(rec).await
+            }
+            // NOOP, SWITCH, BACKUP_END, RESTORE_POINT, FPW_CHANGE and
+            // OVERWRITE_CONTRECORD change nothing stored: the decoder
+            // handles SWITCH and OVERWRITE_CONTRECORD, the others concern
+            // backups and recovery targets.
+            _ => Ok(()),
+        }
+    }
+
+    /// XLOG PARAMETER_CHANGE: the settings pg_control records.
+    async fn ingest_parameter_change(&mut self, rec: &WalRecord) -> Result<()> {
+        let p = records::parse_parameter_change(&rec.main_data)?;
+        let key = pageserver_api::key::CONTROLFILE_KEY;
+        let bytes =
+            self.m
+                .get_raw(key, "control file")
+                .await?
+                .ok_or_else(|| DatadirError::Missing {
+                    what: "control file".to_owned(),
+                    lsn: self.m.committed_lsn(),
+                })?;
+        let mut cf =
+            postgres_ffi::v15::controlfile::ControlFileData::decode(&bytes).map_err(|source| {
+                DatadirError::ControlFile {
+                    what: "control file",
+                    lsn: self.m.committed_lsn(),
+                    source,
+                }
+            })?;
+        cf.max_connections = p.max_connections;
+        cf.max_worker_processes = p.max_worker_processes;
+        cf.max_wal_senders = p.max_wal_senders;
+        cf.max_prepared_xacts = p.max_prepared_xacts;
+        cf.max_locks_per_xact = p.max_locks_per_xact;
+        cf.wal_level = p.wal_level;
+        cf.wal_log_hints = p.wal_log_hints;
+        cf.track_commit_timestamp = p.track_commit_timestamp;
+        self.m.put_control_file(Bytes::from(cf.encode_file()))?;
+        Ok(())
+    }
+
+    /// Stores every block reference of a page record.
+    async fn ingest_blocks(&mut self, rec: &WalRecord) -> Result<()> {
+        let rmid = rec.rmid();
+        // Heap INSERT/UPDATE+INIT and Heap2 MULTI_INSERT+INIT re-initialise
+        // block 0 (Postgres also sets WILL_INIT on it; the bit is checked
+        // too in case a record lacks it).
+        let init_block0 = match rmid {
+            rmgr::RM_HEAP_ID => rec.info() & info::heap::INIT_PAGE != 0,
+            rmgr::RM_HEAP2_ID => {
+                rec.header.rmgr_info() & info::heap::OPMASK == info::heap2::MULTI_INSERT
+                    && rec.info() & info::heap::INIT_PAGE != 0
+            }
+            _ => false,
+        };
+        for blk in &rec.blocks {
+            let Some(fork) = blk.fork() else {
+                return Err(IngestErrorKind::BadBlock {
+                    block_id: blk.block_id,
+                    what: format!("invalid fork number {}", blk.forknum),
+                });
+            };
+            let rel = rel_tag(blk.rnode, fork as u8)?;
+            let value = match &blk.image {
+                Some(img) if img.apply => {
+                    let page = img.restore().map_err(|source| IngestErrorKind::Image {
+                        block_id: blk.block_id,
+                        source,
+                    })?;
+                    Value::Image(restored_page(page, rec.end_lsn))
+                }
+                // A verification-only image (wal_consistency_checking):
+                // redo ignores it and applies the record.
+                _ => Value::WalRecord(StoredRecord::Postgres {
+                    will_init: blk.will_init() || (init_block0 && blk.block_id == 0),
+                    rec: rec.raw.clone(),
+                }),
+            };
+            self.m.put_rel_block(rel, blk.blkno, value).await?;
+        }
+        Ok(())
+    }
+
+    /// Visibility-map bits that heap records clear without referencing the
+    /// map page (`heap_xlog_*` call `visibilitymap_clear` themselves).
+    async fn ingest_heap_vm(&mut self, rec: &WalRecord) -> Result<()> {
+        use records::*;
+        const ALL_FROZEN: u8 = 0x02;
+        let op = rec.header.rmgr_info() & info::heap::OPMASK;
+        let data = &rec.main_data;
+        let block = |id: u8| rec.block(id).map(|b| b.blkno);
+        // (new heap block, old heap block, bits)
+        let clear: Option<(Option<u32>, Option<u32>, u8)> = if rec.rmid() == rmgr::RM_HEAP_ID {
+            match op {
+                info::heap::INSERT => {
+                    let flags = heap_flags("xl_heap_insert", data, 2)?;
+                    (flags & XLH_INSERT_ALL_VISIBLE_CLEARED != 0)
+                        .then(|| (block(0), None, VISIBILITYMAP_VALID_BITS))
+                }
+                info::heap::DELETE => {
+                    let flags = heap_flags("xl_heap_delete", data, 7)?;
+                    (flags & XLH_DELETE_ALL_VISIBLE_CLEARED != 0)
+                        .then(|| (block(0), None, VISIBILITYMAP_VALID_BITS))
+                }
+                info::heap::UPDATE | info::heap::HOT_UPDATE => {
+                    let flags = heap_flags("xl_heap_update", data, 7)?;
+                    let new = (flags & XLH_UPDATE_NEW_ALL_VISIBLE_CLEARED != 0)
+                        .then(|| block(0))
+                        .flatten();
+                    // The old page is block 1, or block 0 when the update
+                    // stayed on one page.
+                    let old = (flags & XLH_UPDATE_OLD_ALL_VISIBLE_CLEARED != 0)
+                        .then(|| block(1).or(block(0)))
+                        .flatten();
+                    (new.is_some() || old.is_some()).then_some((new, old, VISIBILITYMAP_VALID_BITS))
+                }
+                info::heap::LOCK => {
+                    let flags = heap_flags("xl_heap_lock", data, 7)?;
+                    (flags & XLH_LOCK_ALL_FROZEN_CLEARED != 0).then(|| (block(0), None, ALL_FROZEN))
+                }
+                _ => None,
+            }
+        } else {
+            match op {
+                info::heap2::MULTI_INSERT => {
+                    let flags = heap_flags("xl_heap_multi_insert", data, 0)?;
+                    (flags & XLH_INSERT_ALL_VISIBLE_CLEARED != 0)
+                        .then(|| (block(0), None, VISIBILITYMAP_VALID_BITS))
+                }
+                info::heap2::LOCK_UPDATED => {
+                    let flags = heap_flags("xl_heap_lock_updated", data, 7)?;
+                    (flags & XLH_LOCK_ALL_FROZEN_CLEARED != 0).then(|| (block(0), None, ALL_FROZEN))
+                }
+                _ => None,
+            }
+        };
+        let Some((new, old, flags)) = clear else {
+            return Ok(());
+        };
+        if new.is_none() && old.is_none() {
+            return Err(IngestErrorKind::BadBlock {
+                block_id: 0,
+                what: "heap record clears visibility map bits but has no heap block".to_owned(),
+            });
+        }
+        // All heap blocks of one record belong to the relation of block 0.
+        let rnode = rec.blocks[0].rnode;
+        let vm_rel = rel_tag(rnode, VISIBILITYMAP_FORKNUM)?;
+        let new_page = new.map(vm_page_of);
+        let old_page = old.map(vm_page_of);
+        if new_page.is_some() && new_page == old_page {
+            self.clear_vm(vm_rel, new_page.unwrap_or(0), new, old, flags)
+                .await
+        } else {
+            if let Some(p) = new_page {
+                self.clear_vm(vm_rel, p, new, None, flags).await?;
+            }
+            if let Some(p) = old_page {
+                self.clear_vm(vm_rel, p, None, old, flags).await?;
+            }
+            Ok(())
+        }
+    }
+
+    /// One `ClearVisibilityMapFlags` on VM page `vm_blk`. A map page that
+    /// does not exist yet is created the way `vm_extend` does (initialised
+    /// empty pages, whose bits are already clear).
+    async fn clear_vm(
+        &mut self,
+        vm_rel: RelTag,
+        vm_blk: u32,
+        new: Option<u32>,
+        old: Option<u32>,
+        flags: u8,
+    ) -> Result<()> {
+        let exists = self.m.rel_size(vm_rel).await?.is_some_and(|n| vm_blk < n);
+        if exists {
+            let rec = StoredRecord::ClearVisibilityMapFlags {
+                new_heap_blkno: new,
+                old_heap_blkno: old,
+                flags,
+            };
+            self.m
+                .put_rel_block(vm_rel, vm_blk, Value::WalRecord(rec))
+                .await?;
+        } else {
+            self.m
+                .extend_rel_to(vm_rel, vm_blk, &|_| empty_page())
+                .await?;
+            self.m
+                .put_rel_block(vm_rel, vm_blk, Value::Image(empty_page()))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The relation tag of a block reference or record, refusing tablespaces
+/// whose keys this server cannot store.
+fn rel_tag(rnode: RelFileNode, forknum: u8) -> Result<RelTag> {
+    check_tablespace(rnode.spcnode)?;
+    Ok(RelTag::new(
+        rnode.spcnode,
+        rnode.dbnode,
+        rnode.relnode,
+        forknum,
+    ))
+}
+
+fn check_tablespace(spcnode: u32) -> Result<()> {
+    if spcnode == DEFAULTTABLESPACE_OID || spcnode == GLOBALTABLESPACE_OID {
+        Ok(())
+    } else {
+        Err(IngestErrorKind::Unsupported {
+            what: format!(
+                "relation in tablespace {spcnode} (only pg_default and pg_global are supported)"
+            ),
+        })
+    }
+}
+
+/// A page restored from a full-page image, with its LSN set to the
+/// record's end as Postgres redo does (unless the page is all new).
+fn restored_page(mut page: Box<[u8; BLCKSZ]>, end_lsn: Lsn) -> Bytes {
+    let is_new = PageHeaderData::read(&page[..]).map_or(true, |h| h.is_new());
+    if !is_new {
+        // The page is 8 KiB, longer than the 8-byte LSN field.
+        let _ = page_set_lsn(&mut page[..], end_lsn);
+    }
+    Bytes::from(page.to_vec())
+}
+
+/// An initialised empty page with no special space (`PageInit(page, BLCKSZ, 0)`).
+fn empty_page() -> Bytes {
+    let mut page = [0u8; BLCKSZ];
+    // Special size 0 always fits.
+    let _ = page_init(&mut page, 0);
+    Bytes::copy_from_slice(&page)
+}
