@@ -167,3 +167,11 @@ def test_io_engine_in_effect_is_logged(pageserver_factory, engine) -> None:
     assert "io mode: direct" in in_effect[0]
     assert not _lines_with(lines, "not yet effective", "virtual_file_io_engine")
 
+
+
+def test_default_io_engine_is_io_uring(pageserver) -> None:
+    lines = pageserver.log_lines()
+    in_effect = _lines_with(lines, "io engine in effect")
+    assert len(in_effect) == 1, "\n".join(lines)
+    # io-uring unless the kernel refuses it, and then the reason is logged.
+    assert "io-uring" in in_effect[0] or _lines_with(lines, "not available, using std-fs"), "\n".join(lines)

@@ -148,7 +148,24 @@ pub(crate) fn decompress_bounded(src: &[u8], limit: usize) -> Result<Vec<u8>, De
             )))
         }
     };
-    let out = zstd::bulk::decompress(src, capacity).map_err(|e| {
+    // A decompression context costs a large allocation and setup; creating
+    // one per page showed up as the top cost of warm-ish page reads, so
+    // each thread keeps one.
+    thread_local! {
+        static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let result = DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match slot.as_mut() {
+            Some(d) => d.decompress(src, capacity),
+            None => Err(std::io::Error::other("no zstd decompressor")),
+        }
+    });
+    let out = result.map_err(|e| {
         if capacity == limit && e.to_string().contains("Destination buffer is too small") {
             DecompressError::TooLarge
         } else {
