@@ -20,8 +20,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use std::collections::BTreeMap;
+
 use pg_redo::verify::{verify_wal_dir_with, Report, VerifyOptions};
-use postgres_ffi::Lsn;
+use postgres_ffi::rmgr::{RM_HEAP2_ID, RM_HEAP_ID};
+use postgres_ffi::v15::info::{heap, heap2};
+use postgres_ffi::wal::{WalDecoderConfig, WalDirReader, WalSegmentSize};
+use postgres_ffi::{Lsn, PgMajorVersion};
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 const HEAP_WORKLOAD: &str = include_str!("../../../test_runner/redo_workloads/heap.sql");
@@ -214,10 +219,73 @@ impl Drop for Cluster {
     }
 }
 
+/// Counts record features in the WAL from `start` that the workload is meant
+/// to produce, so the test notices when a code path stops being exercised.
+fn wal_features(pg_wal: &Path, start: Lsn) -> BTreeMap<&'static str, usize> {
+    let seg = WalSegmentSize::new(4 << 20).unwrap();
+    let cfg = WalDecoderConfig::new(PgMajorVersion::V15, seg);
+    let mut r = WalDirReader::new(pg_wal, 1, seg.segment_start(seg.segno(start)), cfg).unwrap();
+    let mut f = BTreeMap::new();
+    while let Ok(Some(rec)) = r.next_record() {
+        if rec.lsn < start {
+            continue;
+        }
+        let md = &rec.main_data;
+        let info = rec.info() & 0xF0;
+        let mut hit = |k: &'static str| *f.entry(k).or_insert(0) += 1;
+        if !pg_redo::implied_vm_clears(&rec)
+            .unwrap_or_default()
+            .is_empty()
+        {
+            hit("vm clear implied");
+        }
+        match (rec.rmid(), info & heap::OPMASK) {
+            (RM_HEAP_ID, heap::UPDATE | heap::HOT_UPDATE) if md.len() > 7 => {
+                if md[7] & 0x60 != 0 {
+                    hit("update prefix/suffix");
+                }
+                if md[7] & 0x0C != 0 {
+                    hit("update old tuple logged");
+                }
+                if rec.block(1).is_some() {
+                    hit("update across pages");
+                }
+            }
+            (RM_HEAP_ID, heap::DELETE) if md.len() > 7 && md[7] & 0x10 != 0 => {
+                hit("delete partition move")
+            }
+            (RM_HEAP_ID, heap::LOCK) if md.len() > 6 && md[6] & 0x01 != 0 => hit("lock multixact"),
+            (RM_HEAP_ID, heap::INSERT) if md.len() > 2 && md[2] & 0x04 != 0 => {
+                hit("speculative insert")
+            }
+            (RM_HEAP_ID, heap::TRUNCATE) => hit("heap truncate"),
+            (RM_HEAP2_ID, heap2::NEW_CID) => hit("new cid"),
+            (RM_HEAP2_ID, heap2::MULTI_INSERT) if !md.is_empty() && md[0] & 0x20 != 0 => {
+                hit("copy freeze")
+            }
+            _ => {}
+        }
+    }
+    f
+}
+
+fn assert_features(f: &BTreeMap<&'static str, usize>, wanted: &[&str]) {
+    for w in wanted {
+        assert!(
+            f.get(w).copied().unwrap_or(0) > 0,
+            "workload produced no {w:?}: {f:?}"
+        );
+    }
+}
+
 /// Starts a cluster, switches to a fresh segment and checkpoints (so every
 /// page touched afterwards gets a full-page image first), runs `work`, stops
 /// the server and verifies the WAL written since.
-fn run_and_verify(checksums: bool, conf: &str, work: impl FnOnce(&Cluster)) -> Report {
+fn run_and_verify(
+    checksums: bool,
+    conf: &str,
+    work: impl FnOnce(&Cluster),
+) -> (Report, BTreeMap<&'static str, usize>) {
     let mut c = Cluster::start(checksums, conf);
     c.sql("SELECT pg_switch_wal()");
     c.sql("CHECKPOINT");
@@ -238,7 +306,9 @@ fn run_and_verify(checksums: bool, conf: &str, work: impl FnOnce(&Cluster)) -> R
         start, report.last_lsn, report.skipped_no_base, report.vm_bitmap_mismatched
     );
     eprintln!("{}", report.to_json());
-    report
+    let features = wal_features(&c.data.join("pg_wal"), start);
+    eprintln!("WAL features: {features:?}");
+    (report, features)
 }
 
 fn heap_workload(c: &Cluster) {
@@ -306,7 +376,19 @@ fn heap_workload_checksums_replica() {
     if !pg_available() {
         return;
     }
-    let report = run_and_verify(true, "wal_level = replica", heap_workload);
+    let (report, features) = run_and_verify(true, "wal_level = replica", heap_workload);
+    assert_features(
+        &features,
+        &[
+            "vm clear implied",
+            "update prefix/suffix",
+            "update across pages",
+            "delete partition move",
+            "lock multixact",
+            "speculative insert",
+            "copy freeze",
+        ],
+    );
     let mut must = MUST_MATCH.to_vec();
     must.extend([
         "Heap/INSERT+INIT",
@@ -323,7 +405,16 @@ fn heap_workload_logical_no_checksums() {
     if !pg_available() {
         return;
     }
-    let report = run_and_verify(false, "wal_level = logical", heap_workload);
+    let (report, features) = run_and_verify(false, "wal_level = logical", heap_workload);
+    assert_features(
+        &features,
+        &[
+            "update old tuple logged",
+            "heap truncate",
+            "new cid",
+            "vm clear implied",
+        ],
+    );
     assert_clean(&report, MUST_MATCH);
 }
 
@@ -333,7 +424,7 @@ fn pgbench_full() {
     if std::env::var("PG_REDO_FULL").as_deref() != Ok("1") || !pg_available() {
         return;
     }
-    let report = run_and_verify(true, "wal_level = replica", |c| {
+    let (report, _) = run_and_verify(true, "wal_level = replica", |c| {
         c.pgbench(&["-i", "-s", "5", "-q"]);
         c.pgbench(&["-c", "4", "-j", "2", "-T", "30"]);
         c.sql("VACUUM");
