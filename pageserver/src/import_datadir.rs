@@ -607,3 +607,27 @@ pub async fn bootstrap_timeline(
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_both_bin_layouts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let neon = tmp.path().join("neon");
+        let debian = tmp.path().join("debian");
+        for bin in [neon.join("v15/bin"), debian.join("15/bin")] {
+            std::fs::create_dir_all(&bin).unwrap();
+            std::fs::write(bin.join("initdb"), b"").unwrap();
+        }
+        assert_eq!(pg_bin_dir(&neon, 15).unwrap(), neon.join("v15/bin"));
+        assert_eq!(pg_bin_dir(&debian, 15).unwrap(), debian.join("15/bin"));
+        let err = pg_bin_dir(&debian, 16).unwrap_err();
+        assert!(
+            matches!(&err, InitdbError::NotFound { tried, .. } if tried.len() == 2),
+            "{err}"
+        );
+        assert!(err.to_string().contains("16"), "{err}");
+    }
+}

@@ -115,7 +115,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn initdb() -> Cluster {
+    async fn initdb(opts: &InitdbOptions) -> Cluster {
         let tmp = tempfile::Builder::new()
             .prefix("ingest-pg15")
             .tempdir()
@@ -127,7 +127,7 @@ impl Cluster {
         let sock = root.join("sock");
         fs::create_dir(&sock).unwrap();
         fs::set_permissions(&sock, fs::Permissions::from_mode(0o777)).unwrap();
-        run_initdb(Path::new(PG_DISTRIB), 15, &data, &InitdbOptions::default())
+        run_initdb(Path::new(PG_DISTRIB), 15, &data, opts)
             .await
             .expect("initdb");
         Cluster {
@@ -359,10 +359,16 @@ async fn bootstrap_import_matches_files() {
     if !pg_available() {
         return;
     }
-    let c = Cluster::initdb().await;
+    // With data checksums, to exercise that initdb option too.
+    let c = Cluster::initdb(&InitdbOptions {
+        data_checksums: true,
+        ..InitdbOptions::default()
+    })
+    .await;
     let s = store().await;
     let summary = import_datadir(&s.tl, &c.data).await.unwrap();
     let cd = c.control();
+    assert!(cd.data_checksums_enabled());
     assert_eq!(summary.lsn, cd.check_point);
     assert_eq!(s.tl.get_last_record_lsn(), cd.check_point);
     let view = DatadirView::new(&s.tl, cd.check_point);
@@ -614,7 +620,7 @@ async fn ingest_follows_primary() {
     if !pg_available() {
         return;
     }
-    let mut c = Cluster::initdb().await;
+    let mut c = Cluster::initdb(&InitdbOptions::default()).await;
     let s = store().await;
     let start = import_datadir(&s.tl, &c.data).await.unwrap().lsn;
     c.start("");

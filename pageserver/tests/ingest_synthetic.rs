@@ -416,3 +416,94 @@ async fn unknown_unsupported_and_malformed_records_stop_ingest() {
     assert_eq!(env.tl.get_last_record_lsn(), START);
     env.storage.shutdown(false).await;
 }
+
+#[tokio::test]
+async fn modification_reads_its_own_batch() {
+    let env = Env::new().await;
+    let mut m = DatadirModification::new(Arc::clone(&env.tl));
+    let rel = RelTag::new(1663, 6, 20000, 0);
+    let r1 = Lsn(START.0 + 0x10);
+    let r2 = Lsn(START.0 + 0x20);
+
+    // Record 1 creates a database and a 2-block relation.
+    m.set_lsn(r1).unwrap();
+    m.put_db_creation(1663, 6).await.unwrap();
+    m.put_rel_creation(rel, 2).await.unwrap();
+    m.put_rel_page_image(rel, 0, Bytes::from(vec![1u8; BLCKSZ]))
+        .unwrap();
+    m.put_rel_page_image(rel, 1, Bytes::from(vec![2u8; BLCKSZ]))
+        .unwrap();
+    // Record 2 extends it and prepares a transaction; reads see both.
+    let mut m2 = DatadirModification::new(Arc::clone(&env.tl));
+    m2.set_lsn(r1).unwrap();
+    m.set_lsn(r2).unwrap();
+    m.put_rel_block(
+        rel,
+        4,
+        pageserver_api::value::Value::Image(Bytes::from(vec![4u8; BLCKSZ])),
+    )
+    .await
+    .unwrap();
+    assert_eq!(m.rel_size(rel).await.unwrap(), Some(5));
+    assert_eq!(m.list_rels(1663, 6).await.unwrap(), vec![rel]);
+    m.put_twophase_file(900, Bytes::from_static(b"state"))
+        .await
+        .unwrap();
+    assert_eq!(m.twophase_xids().await.unwrap(), vec![900]);
+    assert!(m.db_directory().await.unwrap().dbs.contains_key(&(1663, 6)));
+    // Nothing is visible to readers before the commit.
+    assert_eq!(env.view().rel_size(rel).await.unwrap(), None);
+    m.commit().await.unwrap();
+    assert_eq!(env.tl.get_last_record_lsn(), r2);
+
+    // Each record's values are at its own end LSN.
+    let at_r1 = DatadirView::new(&env.tl, r1);
+    assert_eq!(at_r1.rel_size(rel).await.unwrap(), Some(2));
+    assert!(at_r1.twophase_directory().await.unwrap().xids.is_empty());
+    let at_r2 = env.view();
+    assert_eq!(at_r2.rel_size(rel).await.unwrap(), Some(5));
+    assert_eq!(
+        &at_r2.rel_page(rel, 3).await.unwrap()[..],
+        &[0u8; BLCKSZ][..]
+    );
+    assert_eq!(at_r2.rel_page(rel, 4).await.unwrap()[0], 4);
+    assert_eq!(&at_r2.twophase_file(900).await.unwrap()[..], b"state");
+    assert_eq!(at_r2.db_size(1663, 6).await.unwrap(), 5 * BLCKSZ as u64);
+
+    // A second writer that started before the commit has a stale view.
+    let err = m2.commit().await;
+    assert!(err.is_err(), "{err:?}");
+
+    // Two values for one key in one record are refused, and the
+    // modification is unusable afterwards.
+    let r3 = Lsn(START.0 + 0x30);
+    m.set_lsn(r3).unwrap();
+    m.put_rel_page_image(rel, 0, Bytes::from(vec![9u8; BLCKSZ]))
+        .unwrap();
+    let dup = m.put_rel_page_image(rel, 0, Bytes::from(vec![9u8; BLCKSZ]));
+    assert!(
+        matches!(
+            dup,
+            Err(pageserver::pgdatadir_mapping::DatadirError::DuplicatePut { .. })
+        ),
+        "{dup:?}"
+    );
+    assert!(matches!(
+        m.rel_size(rel).await,
+        Err(pageserver::pgdatadir_mapping::DatadirError::Poisoned)
+    ));
+    // LSNs must advance.
+    let mut m3 = DatadirModification::new(Arc::clone(&env.tl));
+    assert!(m3.set_lsn(r2).is_err());
+
+    // Dropping the database drops its relations.
+    let mut m4 = DatadirModification::new(Arc::clone(&env.tl));
+    m4.set_lsn(Lsn(START.0 + 0x40)).unwrap();
+    assert_eq!(m4.drop_db(1663, 6).await.unwrap(), 1);
+    m4.commit().await.unwrap();
+    let v = env.view();
+    assert_eq!(v.rel_size(rel).await.unwrap(), None);
+    assert!(!v.db_directory().await.unwrap().dbs.contains_key(&(1663, 6)));
+    assert!(v.list_rels(1663, 6).await.unwrap().is_empty());
+    env.storage.shutdown(false).await;
+}
