@@ -495,6 +495,8 @@ struct Workload {
     postgres_db: u32,
     dropped_rels: Vec<u32>,
     dropped_db: u32,
+    /// An LSN after db_drop got its table and before it was dropped.
+    before_drop: Lsn,
     copied_db: u32,
     wal_log_db: u32,
 }
@@ -564,6 +566,11 @@ fn workload(c: &Cluster) -> Workload {
     let dropped_db = c.sql_u32("SELECT oid FROM pg_database WHERE datname = 'db_drop'");
     let copied_db = c.sql_u32("SELECT oid FROM pg_database WHERE datname = 'db_copy'");
     let wal_log_db = c.sql_u32("SELECT oid FROM pg_database WHERE datname = 'db_wal'");
+    let before_drop: Lsn = c
+        .sql("SELECT pg_current_wal_insert_lsn()")
+        .trim()
+        .parse()
+        .unwrap();
     c.sql("DROP DATABASE db_drop");
     let prepared = c.sql_u32(
         "BEGIN; INSERT INTO t VALUES (100007, 'k'); SELECT txid_current(); PREPARE TRANSACTION 'keep';",
@@ -575,6 +582,7 @@ fn workload(c: &Cluster) -> Workload {
         postgres_db,
         dropped_rels,
         dropped_db,
+        before_drop,
         copied_db,
         wal_log_db,
     }
@@ -588,6 +596,7 @@ async fn ingest_wal(tl: &Arc<Timeline>, data: &Path, start: Lsn, cd: &ControlFil
         .with_system_identifier(cd.system_identifier);
     let mut reader = WalDirReader::new(&data.join("pg_wal"), 1, start, cfg).unwrap();
     let mut ingest = Ingest::new(Arc::clone(tl)).await.unwrap();
+    let started = std::time::Instant::now();
     let mut last = None;
     loop {
         match reader.next_record() {
@@ -608,8 +617,12 @@ async fn ingest_wal(tl: &Arc<Timeline>, data: &Path, start: Lsn, cd: &ControlFil
     assert_eq!(last_start, cd.check_point);
     let counts = ingest.counters();
     eprintln!(
-        "ingested {} records, {} bytes in {} commits; by rmgr: {:?}",
-        counts.records, counts.bytes, counts.commits, counts.by_rmgr
+        "ingested {} records, {} bytes in {} commits, {:?} (test build); by rmgr: {:?}",
+        counts.records,
+        counts.bytes,
+        counts.commits,
+        started.elapsed(),
+        counts.by_rmgr
     );
     assert!(counts.records > 1000);
     last_end
@@ -827,6 +840,15 @@ async fn ingest_follows_primary() {
         total
     };
     assert_eq!(view.logical_size().await.unwrap(), logical);
+    // Time travel: before the drop, the database and its table existed.
+    let before = DatadirView::new(&s.tl, w.before_drop);
+    assert!(before
+        .db_directory()
+        .await
+        .unwrap()
+        .dbs
+        .contains_key(&(1663, w.dropped_db)));
+    assert!(before.list_rels(1663, w.dropped_db).await.unwrap().len() > 100);
     // The imported state is still readable at the import LSN.
     let at_start = DatadirView::new(&s.tl, start);
     assert!(at_start.twophase_directory().await.unwrap().xids.is_empty());

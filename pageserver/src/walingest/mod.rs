@@ -297,10 +297,12 @@ impl Ingest {
     /// Ingests one record; commits when the batch is full. Records must
     /// come in WAL order.
     pub async fn ingest_record(&mut self, rec: &WalRecord) -> Result<(), IngestError> {
-        let name = rec.name(self.version);
-        let context = || format!("WAL record {name}");
+        // The record name is only formatted when there is an error to
+        // report: it is a per-record allocation otherwise.
+        let context = |v: PgMajorVersion| format!("WAL record {}", rec.name(v));
         if let Some(at) = self.stopped_at {
-            return Err(self.error_at(rec.lsn, &context(), IngestErrorKind::Stopped { at }));
+            let kind = IngestErrorKind::Stopped { at };
+            return Err(self.error_at(rec.lsn, &context(self.version), kind));
         }
         if rec.end_lsn <= self.last_lsn {
             self.counters.skipped_already_ingested += 1;
@@ -311,15 +313,16 @@ impl Ingest {
                 start: rec.lsn,
                 last: self.last_lsn,
             };
-            return Err(self.error_at(rec.lsn, &context(), kind));
+            return Err(self.error_at(rec.lsn, &context(self.version), kind));
         }
         if let Err(kind) = self.apply(rec).await {
             self.stopped_at = Some(rec.lsn);
+            let name = rec.name(self.version);
             if kind.is_unsupported_record() {
                 metrics::UNSUPPORTED.with_label_values(&[&name]).inc();
             }
             tracing::error!(lsn = %rec.lsn, record = %name, "WAL ingest stopped: {kind}");
-            return Err(self.error_at(rec.lsn, &context(), kind));
+            return Err(self.error_at(rec.lsn, &context(self.version), kind));
         }
         self.last_lsn = rec.end_lsn;
         self.count(rec);
