@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use camino::Utf8Path;
-use pageserver::import_datadir::{import_datadir, run_initdb, InitdbOptions};
+use pageserver::import_datadir::{import_datadir, run_initdb, ImportError, InitdbOptions};
 use pageserver::pgdatadir_mapping::DatadirView;
 use pageserver::tenant::resources::{StorageResources, StorageSettings};
 use pageserver::tenant::storage::TenantStorage;
@@ -433,6 +433,23 @@ async fn bootstrap_import_matches_files() {
     let total: u64 = rels.values().map(|b| b.len() as u64).sum();
     assert_eq!(view.logical_size().await.unwrap(), total);
     eprintln!("imported {summary:?}");
+
+    // A second import into the same timeline is refused.
+    let err = import_datadir(&s.tl, &c.data).await.unwrap_err();
+    assert!(matches!(err, ImportError::TimelineNotEmpty { .. }), "{err}");
+    // So is a cluster that crashed (it would need WAL replay).
+    let mut c = c;
+    c.start("");
+    let mut kill = pg_cmd("pg_ctl");
+    kill.arg("-D")
+        .arg(&c.data)
+        .args(["-w", "-m", "immediate", "stop"]);
+    run(kill, "pg_ctl stop -m immediate");
+    c.running = false;
+    let fresh = store().await;
+    let err = import_datadir(&fresh.tl, &c.data).await.unwrap_err();
+    assert!(matches!(err, ImportError::NotShutDown { .. }), "{err}");
+    fresh.storage.shutdown(false).await;
     s.storage.shutdown(false).await;
 }
 
@@ -782,8 +799,10 @@ async fn ingest_follows_primary() {
             "pg_xact segment {segno}"
         );
     }
+    // Statuses read from our pages (CLOG records applied by NativeRedo).
+    let our_clog = slru_pages(&view, SlruKind::Clog, 0).await;
     let status = |xid: u32| {
-        let page = &disk[&0][clog::xid_to_page(xid) as usize * BLCKSZ..][..BLCKSZ];
+        let page = &our_clog[clog::xid_to_page(xid) as usize * BLCKSZ..][..BLCKSZ];
         clog::get_status(page.try_into().unwrap(), xid)
     };
     for x in &w.committed {

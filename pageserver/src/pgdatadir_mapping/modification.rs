@@ -38,6 +38,7 @@ use pageserver_api::key::{
 };
 use pageserver_api::reltag::{BlockNumber, Oid, RelTag, SlruKind};
 use pageserver_api::value::{Value, WalRecord};
+use postgres_ffi::slru::SLRU_PAGES_PER_SEGMENT;
 use utils::lsn::Lsn;
 
 use super::format::{self, DbDirectory, RelDirectory, SlruSegmentDirectory, TwoPhaseDirectory};
@@ -736,6 +737,12 @@ impl DatadirModification {
     ) -> Result<(), DatadirError> {
         self.check()?;
         let r = async {
+            if blkno >= SLRU_PAGES_PER_SEGMENT {
+                return Err(DatadirError::Unstorable {
+                    what: format!("page {blkno} of {kind} segment {segno:04X}"),
+                    reason: format!("a segment has {SLRU_PAGES_PER_SEGMENT} pages"),
+                });
+            }
             let size = match self.slru_segment_size_inner(kind, segno).await? {
                 Some(n) => n,
                 None => {

@@ -52,7 +52,8 @@ pub fn multixact_offset_page_precedes(a: u32, b: u32) -> bool {
 /// `SlruMayDeleteSegment`: every page of the segment precedes the cutoff.
 fn may_delete_segment(precedes: fn(u32, u32) -> bool, segno: u32, cutoff_page: u32) -> bool {
     let first = segno.wrapping_mul(SLRU_PAGES_PER_SEGMENT);
-    precedes(first, cutoff_page) && precedes(first + SLRU_PAGES_PER_SEGMENT - 1, cutoff_page)
+    precedes(first, cutoff_page)
+        && precedes(first.wrapping_add(SLRU_PAGES_PER_SEGMENT - 1), cutoff_page)
 }
 
 fn split_pageno(pageno: u32) -> (u32, u32) {
