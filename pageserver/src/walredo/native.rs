@@ -25,6 +25,7 @@ use postgres_ffi::rmgr::RM_SMGR_ID;
 use postgres_ffi::slru::SLRU_PAGES_PER_SEGMENT;
 use postgres_ffi::v15::info;
 use postgres_ffi::wal::record::decode_record;
+use postgres_ffi::wal::WalRecord as DecodedRecord;
 use postgres_ffi::{PgMajorVersion, BLCKSZ};
 use utils::lsn::Lsn;
 
@@ -44,30 +45,33 @@ impl NativeRedo {
     }
 
     /// Redo of a raw Postgres record that no native path handles: the
-    /// place where the Postgres-record redo (`libs/pg_redo`) plugs in.
+    /// place where the Postgres-record redo (`libs/pg_redo`) plugs in. The
+    /// record is decoded (CRC checked) and `block_id` is its block
+    /// reference to the page being reconstructed; `record.end_lsn` is the
+    /// LSN the record was stored at (its end), `record.lsn` is the same
+    /// value, since stored values do not keep the start.
     pub fn apply_postgres(
         &self,
         key: Key,
         lsn: Lsn,
-        record_lsn: Lsn,
         _page: &mut BytesMut,
-        name: String,
+        record: &DecodedRecord,
+        _block_id: u8,
     ) -> Result<(), RedoError> {
         Err(RedoError::Unsupported {
             key,
             lsn,
-            record_lsn,
-            what: format!("Postgres record {name}; needs the Postgres record redo"),
+            record_lsn: record.end_lsn,
+            what: format!(
+                "Postgres record {}; needs the Postgres record redo",
+                record.name(PgMajorVersion::V15)
+            ),
         })
     }
 }
 
 /// The 8 KiB page in `buf`, or an error if the base is not a page.
-fn as_page(
-    buf: &mut BytesMut,
-    key: Key,
-    lsn: Lsn,
-) -> Result<&mut [u8; BLCKSZ], RedoError> {
+fn as_page(buf: &mut BytesMut, key: Key, lsn: Lsn) -> Result<&mut [u8; BLCKSZ], RedoError> {
     let len = buf.len();
     (&mut buf[..]).try_into().map_err(|_| RedoError::Failed {
         key,
@@ -207,7 +211,28 @@ impl NativeRedo {
             }
             return Ok(());
         }
-        self.apply_postgres(key, lsn, record_lsn, buf, rec.name(format.version))
+        // The block reference that is this page.
+        let block_id = rec
+            .blocks
+            .iter()
+            .find(|b| {
+                (
+                    b.rnode.spcnode,
+                    b.rnode.dbnode,
+                    b.rnode.relnode,
+                    b.forknum,
+                    b.blkno,
+                ) == (key.field2, key.field3, key.field4, key.field5, key.field6)
+                    && key.field1 == 0
+            })
+            .map(|b| b.block_id)
+            .ok_or_else(|| {
+                failed(format!(
+                    "{} has no block reference to this page",
+                    rec.name(format.version)
+                ))
+            })?;
+        self.apply_postgres(key, lsn, buf, &rec, block_id)
     }
 }
 
@@ -269,7 +294,7 @@ mod tests {
     use pageserver_api::reltag::RelTag;
     use postgres_ffi::relfile::RelFileNode;
     use postgres_ffi::slru::clog::{get_status, XidStatus};
-    use postgres_ffi::wal::encoder::RecordBuilder;
+    use postgres_ffi::wal::encoder::{BlockSpec, RecordBuilder};
 
     fn page_with(f: impl FnOnce(&mut [u8; BLCKSZ])) -> Bytes {
         let mut p = [0u8; BLCKSZ];
@@ -328,7 +353,16 @@ mod tests {
     fn postgres_records_unsupported_but_smgr_truncate_native() {
         let rel = RelTag::new(1663, 5, 16384, VISIBILITYMAP_FORKNUM);
         let key = rel_block_to_key(rel, 0);
+        let rnode = RelFileNode {
+            spcnode: 1663,
+            dbnode: 5,
+            relnode: 16384,
+        };
         let heap = RecordBuilder::new(10, 0x00)
+            .block(
+                BlockSpec::new(0, rnode, VISIBILITYMAP_FORKNUM, 0)
+                    .with_data(Bytes::from_static(b"x")),
+            )
             .main_data(Bytes::from_static(&[1, 0, 0]))
             .encode(Lsn(0));
         let err = NativeRedo
@@ -340,7 +374,7 @@ mod tests {
                     Lsn(0x30),
                     WalRecord::Postgres {
                         will_init: false,
-                        rec: heap,
+                        rec: heap.clone(),
                     },
                 )],
             )
@@ -349,12 +383,23 @@ mod tests {
             matches!(&err, RedoError::Unsupported { what, .. } if what.contains("Heap/INSERT")),
             "{err}"
         );
+        // A record stored on a page it does not reference is refused.
+        let err = NativeRedo
+            .reconstruct(
+                rel_block_to_key(rel, 1),
+                Lsn(0x30),
+                Some(page_with(|_| {})),
+                &[(
+                    Lsn(0x30),
+                    WalRecord::Postgres {
+                        will_init: false,
+                        rec: heap,
+                    },
+                )],
+            )
+            .unwrap_err();
+        assert!(matches!(err, RedoError::Failed { .. }), "{err}");
 
-        let rnode = RelFileNode {
-            spcnode: 1663,
-            dbnode: 5,
-            relnode: 16384,
-        };
         let mut main = Vec::new();
         main.extend_from_slice(&6u32.to_le_bytes());
         for v in [rnode.spcnode, rnode.dbnode, rnode.relnode, 7] {
