@@ -413,13 +413,13 @@ impl Ingest {
                 // LOCK and INVALIDATIONS only serve hot-standby queries.
                 Ok(())
             }
+            // Heap TRUNCATE and Heap2 NEW_CID are logical-decoding
+            // information; Heap2 REWRITE writes logical rewrite mapping
+            // files (pg_logical/mappings), which this server does not keep
+            // (no logical decoding from a page server). None has blocks.
             rmgr::RM_HEAP_ID | rmgr::RM_HEAP2_ID => {
                 self.ingest_blocks(rec).await?;
                 self.ingest_heap_vm(rec).await
-                // Heap TRUNCATE and Heap2 NEW_CID are logical-decoding
-                // information; Heap2 REWRITE writes logical rewrite mapping
-                // files (pg_logical/mappings), which this server does not
-                // keep (no logical decoding from a page server).
             }
             rmgr::RM_COMMIT_TS_ID => {
                 // pg_commit_ts is not kept (no SLRU kind for it): commit
@@ -449,6 +449,11 @@ impl Ingest {
 
     async fn ingest_xlog(&mut self, rec: &WalRecord, op: u8) -> Result<()> {
         use info::xlog;
+        if !rec.blocks.is_empty() && op != xlog::FPI && op != xlog::FPI_FOR_HINT {
+            return Err(IngestErrorKind::Unsupported {
+                what: "block references in an XLOG record other than FPI".to_owned(),
+            });
+        }
         match op {
             xlog::CHECKPOINT_SHUTDOWN | xlog::CHECKPOINT_ONLINE => {
                 let cp = CheckPoint::decode(&rec.main_data).map_err(|e| ParseError {
