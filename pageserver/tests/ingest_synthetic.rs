@@ -559,3 +559,16 @@ fn random_main_data_never_panics() {
     assert_eq!(env.tl.get_last_record_lsn(), START);
     rt.block_on(env.storage.shutdown(false));
 }
+
+/// A walreceiver runs ingest in a spawned task: its futures must be `Send`.
+#[allow(dead_code)]
+fn ingest_futures_are_send(ingest: &mut Ingest, rec: &WalRecord, m: &mut DatadirModification) {
+    fn send<T: Send>(_: &T) {}
+    send(&ingest.ingest_record(rec));
+    send(&ingest.commit());
+    send(&m.commit());
+    send(&pageserver::import_datadir::import_datadir(
+        m.timeline(),
+        std::path::Path::new("/"),
+    ));
+}
