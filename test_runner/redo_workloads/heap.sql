@@ -141,9 +141,18 @@ VACUUM (FREEZE) m;
 BEGIN; SELECT count(*) FROM (SELECT 1 FROM k WHERE id BETWEEN 1200 AND 1300 FOR SHARE) s; COMMIT;
 UPDATE m SET v = 'after freeze' WHERE id % 100 = 0;
 
--- Table truncation at the end of a VACUUM (Storage/TRUNCATE trims the VM).
-DELETE FROM m WHERE id > 2500;
-VACUUM m;
+-- Table truncation at the end of a VACUUM (Storage/TRUNCATE clears the
+-- tail of the last VM page), then re-extension and new VM bits on that page.
+-- The first VACUUM empties the tail pages without truncating; the second
+-- marks them all-visible in the VM and then cuts them off.
+CREATE TABLE tr (id int, v text);
+INSERT INTO tr SELECT g, repeat('t', 100) FROM generate_series(1, 6000) g;
+VACUUM tr;
+DELETE FROM tr WHERE id > 3000;
+VACUUM (TRUNCATE false) tr;
+VACUUM tr;
+INSERT INTO tr SELECT g, 'again' FROM generate_series(1, 3000) g;
+VACUUM tr;
 
 -- Rewrites: VACUUM FULL logs the new relation as XLOG/FPI images.
 VACUUM FULL h;

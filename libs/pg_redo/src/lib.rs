@@ -45,7 +45,7 @@ pub use error::{PageOpError, RedoError};
 pub use pageops::Page;
 pub use record::{ClusterSettings, RedoRecord, RedoTarget, WalSource};
 pub use verify::{verify_wal_dir, Report};
-pub use vm::{clear_vm_bits, implied_vm_clears, VmClear};
+pub use vm::{clear_vm_bits, implied_vm_clears, implied_vm_truncate, VmClear, VmTruncate};
 
 use postgres_ffi::BLCKSZ;
 

@@ -473,7 +473,11 @@ impl Verifier {
                             && page[SIZE_OF_PAGE_HEADER..] != primary[SIZE_OF_PAGE_HEADER..]
                         {
                             self.report.vm_bitmap_mismatched += 1;
-                            let off = first_difference(&page, &primary);
+                            let off = page[SIZE_OF_PAGE_HEADER..]
+                                .iter()
+                                .zip(&primary[SIZE_OF_PAGE_HEADER..])
+                                .position(|(a, b)| a != b)
+                                .map(|i| i + SIZE_OF_PAGE_HEADER);
                             self.list(rec, blk, &name, off, Some("VM bitmap differs".into()));
                         }
                         self.pages.insert(key, page);
@@ -537,6 +541,14 @@ impl Verifier {
     fn non_page_effects(&mut self, rec: &WalRecord) {
         let info = rec.info() & XLR_RMGR_INFO_MASK;
         let mut md = Reader::new(&rec.main_data);
+        if let Some(t) = vm::implied_vm_truncate(rec) {
+            if let Some(last) = t.partial_page {
+                if let Some(p) = self.pages.get_mut(&(t.rel, VISIBILITYMAP_FORKNUM, last)) {
+                    let _ = vm::truncate_vm_page(p, t.heap_blocks);
+                }
+            }
+            self.drop_where(|k| k.0 == t.rel && k.1 == VISIBILITYMAP_FORKNUM && k.2 >= t.vm_blocks);
+        }
         match rec.rmid() {
             RM_SMGR_ID if info == smgr::TRUNCATE => {
                 let parsed = (|| {
@@ -577,25 +589,14 @@ impl Verifier {
         self.pages.retain(|k, _| !f(k));
     }
 
-    /// Storage/TRUNCATE: main fork to `nblocks`, VM tail bits cleared on the
-    /// last kept map page, FSM forgotten (its truncation is not replayed).
+    /// Storage/TRUNCATE: main fork to `nblocks`, FSM forgotten (its
+    /// truncation is not replayed); the VM part is done in
+    /// [`Self::non_page_effects`] from [`vm::implied_vm_truncate`].
     fn truncate(&mut self, rel: RelFileNode, nblocks: BlockNumber, flags: u32) {
         const HEAP: u32 = 1;
-        const VM: u32 = 2;
         const FSM: u32 = 4;
         if flags & HEAP != 0 {
             self.drop_where(|k| k.0 == rel && k.1 == MAIN_FORKNUM && k.2 >= nblocks);
-        }
-        if flags & VM != 0 {
-            let last = vm::vm_block_for_heap(nblocks);
-            let partial = !nblocks.is_multiple_of(vm::HEAPBLOCKS_PER_PAGE);
-            if partial {
-                if let Some(p) = self.pages.get_mut(&(rel, VISIBILITYMAP_FORKNUM, last)) {
-                    let _ = vm::truncate_vm_page(p, nblocks);
-                }
-            }
-            let keep_below = if partial { last + 1 } else { last };
-            self.drop_where(|k| k.0 == rel && k.1 == VISIBILITYMAP_FORKNUM && k.2 >= keep_below);
         }
         if flags & FSM != 0 {
             self.drop_where(|k| k.0 == rel && k.1 == FSM_FORKNUM);

@@ -119,6 +119,52 @@ impl VmClear {
     pub const FORKNUM: u8 = VISIBILITYMAP_FORKNUM;
 }
 
+/// What a Storage/TRUNCATE record does to a relation's visibility map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmTruncate {
+    pub rel: RelFileNode,
+    /// New heap size in blocks.
+    pub heap_blocks: BlockNumber,
+    /// VM pages that remain (the fork is cut to this many blocks, if longer).
+    pub vm_blocks: BlockNumber,
+    /// The last remaining VM page, if it must be edited: store a
+    /// [`crate::RedoRecord::TruncateVm`] for it (when it exists).
+    pub partial_page: Option<BlockNumber>,
+}
+
+/// `SMGR_TRUNCATE_VM` in `xl_smgr_truncate.flags`.
+const SMGR_TRUNCATE_VM: u32 = 0x0002;
+
+/// The visibility map effect of a Storage/TRUNCATE record
+/// (`visibilitymap_prepare_truncate`), or `None` if the record is not one
+/// or does not truncate the VM. Layout: blkno u32, RelFileNode, flags i32.
+pub fn implied_vm_truncate(rec: &WalRecord) -> Option<VmTruncate> {
+    if rec.rmid() != postgres_ffi::rmgr::RM_SMGR_ID
+        || rec.info() & XLR_RMGR_INFO_MASK != postgres_ffi::v15::info::smgr::TRUNCATE
+    {
+        return None;
+    }
+    let mut md = Reader::new(&rec.main_data);
+    let heap_blocks = md.u32()?;
+    let rel = RelFileNode {
+        spcnode: md.u32()?,
+        dbnode: md.u32()?,
+        relnode: md.u32()?,
+    };
+    let flags = md.u32()?;
+    if flags & SMGR_TRUNCATE_VM == 0 {
+        return None;
+    }
+    let last = vm_block_for_heap(heap_blocks);
+    let partial = !heap_blocks.is_multiple_of(HEAPBLOCKS_PER_PAGE);
+    Some(VmTruncate {
+        rel,
+        heap_blocks,
+        vm_blocks: if partial { last + 1 } else { last },
+        partial_page: partial.then_some(last),
+    })
+}
+
 // Record flag bits that announce a VM clear (heapam_xlog.h).
 const XLH_INSERT_ALL_VISIBLE_CLEARED: u8 = 0x01;
 const XLH_DELETE_ALL_VISIBLE_CLEARED: u8 = 0x01;

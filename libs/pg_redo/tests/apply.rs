@@ -357,3 +357,34 @@ fn stored_form_round_trips() {
     assert!(RedoRecord::decode(Bytes::from_static(&[9])).is_none());
     assert!(RedoRecord::decode(Bytes::from_static(&[2, 1])).is_none());
 }
+
+#[test]
+fn storage_truncate_vm_effect() {
+    let rec = |nblocks: u32, flags: u32| {
+        let mut md = nblocks.to_le_bytes().to_vec();
+        for v in [REL.spcnode, REL.dbnode, REL.relnode, flags] {
+            md.extend_from_slice(&v.to_le_bytes());
+        }
+        let bytes = RecordBuilder::new(postgres_ffi::rmgr::RM_SMGR_ID, 0x20)
+            .main_data(Bytes::from(md))
+            .encode(Lsn(0));
+        decode_record(
+            bytes,
+            Lsn(0x100),
+            Lsn(0x200),
+            PgMajorVersion::V15.wal_format(),
+        )
+        .unwrap()
+    };
+    let t = pg_redo::implied_vm_truncate(&rec(32672 + 5, 7)).unwrap();
+    assert_eq!(
+        (t.rel, t.heap_blocks, t.vm_blocks, t.partial_page),
+        (REL, 32677, 2, Some(1))
+    );
+    let t = pg_redo::implied_vm_truncate(&rec(32672, 2)).unwrap();
+    assert_eq!((t.vm_blocks, t.partial_page), (1, None));
+    assert!(
+        pg_redo::implied_vm_truncate(&rec(10, 1)).is_none(),
+        "main fork only"
+    );
+}

@@ -226,7 +226,15 @@ fn wal_features(pg_wal: &Path, start: Lsn) -> BTreeMap<&'static str, usize> {
     let cfg = WalDecoderConfig::new(PgMajorVersion::V15, seg);
     let mut r = WalDirReader::new(pg_wal, 1, seg.segment_start(seg.segno(start)), cfg).unwrap();
     let mut f = BTreeMap::new();
-    while let Ok(Some(rec)) = r.next_record() {
+    loop {
+        let rec = match r.next_record() {
+            Ok(Some(rec)) => rec,
+            Ok(None) => break,
+            Err(e) => {
+                eprintln!("WAL scan stopped: {e}");
+                break;
+            }
+        };
         if rec.lsn < start {
             continue;
         }
@@ -238,6 +246,9 @@ fn wal_features(pg_wal: &Path, start: Lsn) -> BTreeMap<&'static str, usize> {
             .is_empty()
         {
             hit("vm clear implied");
+        }
+        if pg_redo::implied_vm_truncate(&rec).is_some_and(|t| t.partial_page.is_some()) {
+            hit("vm truncate");
         }
         match (rec.rmid(), info & heap::OPMASK) {
             (RM_HEAP_ID, heap::UPDATE | heap::HOT_UPDATE) if md.len() > 7 => {
@@ -387,6 +398,7 @@ fn heap_workload_checksums_replica() {
             "lock multixact",
             "speculative insert",
             "copy freeze",
+            "vm truncate",
         ],
     );
     let mut must = MUST_MATCH.to_vec();
