@@ -79,30 +79,34 @@ pub(crate) struct NewTuple {
     pub ctid: (BlockNumber, u16),
 }
 
-/// Builds the on-page tuple: zeroed 23-byte header, then `body` pieces.
-pub(crate) fn build_tuple(
+/// Adds the tuple described by `t` (header fields) and `body` (the bytes
+/// after the 23-byte fixed header, in pieces) at `offnum`, with heap
+/// PageAddItem semantics, writing it directly into the page.
+pub(crate) fn add_tuple(
     ctx: &Ctx<'_>,
+    page: &mut Page,
     t: &NewTuple,
-    body: &[&[u8]],
-) -> Result<Vec<u8>, RedoError> {
+    body: [&[u8]; 4],
+    offnum: u16,
+) -> Result<(), RedoError> {
     let body_len: usize = body.iter().map(|b| b.len()).sum();
     let len = SIZEOF_HEAP_TUPLE_HEADER + body_len;
     if len > MAX_HEAP_TUPLE_SIZE {
         return Err(ctx.malformed(format!("tuple of {len} bytes exceeds MaxHeapTupleSize")));
     }
-    let mut tup = Vec::with_capacity(len);
-    tup.extend_from_slice(&t.xmin.to_le_bytes());
-    tup.extend_from_slice(&t.xmax.to_le_bytes());
-    // cid = FirstCommandId (0); HEAP_COMBOCID cleared below.
-    tup.extend_from_slice(&0u32.to_le_bytes());
-    tup.extend_from_slice(&htup::encode_tid(t.ctid.0, t.ctid.1));
-    tup.extend_from_slice(&t.infomask2.to_le_bytes());
-    tup.extend_from_slice(&(t.infomask & !htup::HEAP_COMBOCID).to_le_bytes());
-    tup.push(t.hoff);
-    for b in body {
-        tup.extend_from_slice(b);
-    }
-    Ok(tup)
+    let mut hdr = [0u8; SIZEOF_HEAP_TUPLE_HEADER];
+    hdr[htup::T_XMIN..htup::T_XMIN + 4].copy_from_slice(&t.xmin.to_le_bytes());
+    hdr[htup::T_XMAX..htup::T_XMAX + 4].copy_from_slice(&t.xmax.to_le_bytes());
+    // t_cid stays FirstCommandId (0); HEAP_COMBOCID is cleared.
+    hdr[htup::T_CTID..htup::T_CTID + 6].copy_from_slice(&htup::encode_tid(t.ctid.0, t.ctid.1));
+    hdr[htup::T_INFOMASK2..htup::T_INFOMASK2 + 2].copy_from_slice(&t.infomask2.to_le_bytes());
+    let infomask = t.infomask & !htup::HEAP_COMBOCID;
+    hdr[htup::T_INFOMASK..htup::T_INFOMASK + 2].copy_from_slice(&infomask.to_le_bytes());
+    hdr[htup::T_HOFF] = t.hoff;
+    let [a, b, c, d] = body;
+    pageops::page_add_item_parts(page, &[&hdr, a, b, c, d], offnum, HEAP_ADD)
+        .map_err(|e| ctx.page_err(e))?;
+    Ok(())
 }
 
 /// Reads an `xl_heap_header`.
@@ -149,19 +153,15 @@ fn insert(ctx: &Ctx<'_>, page: &mut Page, init: bool) -> Result<(), RedoError> {
     let mut data = ctx.block_data();
     let (infomask2, infomask, hoff) = read_heap_header(&mut data)
         .ok_or_else(|| ctx.malformed("block data shorter than xl_heap_header"))?;
-    let tup = build_tuple(
-        ctx,
-        &NewTuple {
-            infomask2,
-            infomask,
-            hoff,
-            xmin: ctx.rec.xid(),
-            xmax: 0,
-            ctid: (ctx.blk.blkno, offnum),
-        },
-        &[data.rest()],
-    )?;
-    pageops::page_add_item(page, &tup, offnum, HEAP_ADD).map_err(|e| ctx.page_err(e))?;
+    let t = NewTuple {
+        infomask2,
+        infomask,
+        hoff,
+        xmin: ctx.rec.xid(),
+        xmax: 0,
+        ctid: (ctx.blk.blkno, offnum),
+    };
+    add_tuple(ctx, page, &t, [data.rest(), &[], &[], &[]], offnum)?;
     pageops::set_lsn(page, ctx.end_lsn());
     if flags & XLH_INSERT_ALL_VISIBLE_CLEARED != 0 {
         pageops::clear_all_visible(page);
@@ -321,8 +321,9 @@ fn update_new(
     let (infomask2, infomask, hoff) = read_heap_header(&mut data).ok_or_else(bad)?;
     let rest = data.rest();
 
-    // The old tuple's bytes, copied out before the page changes.
-    let (prefix, suffix): (&[u8], &[u8]) = if prefixlen > 0 || suffixlen > 0 {
+    // The old tuple's bytes, copied out: the new version is written into the
+    // same page.
+    let (prefix, suffix): (Vec<u8>, Vec<u8>) = if prefixlen > 0 || suffixlen > 0 {
         let old =
             old.ok_or_else(|| ctx.malformed("prefix/suffix from old tuple on another page"))?;
         let old_tuple = &page[old];
@@ -340,9 +341,9 @@ fn update_new(
             .checked_sub(suffixlen)
             .and_then(|start| old_tuple.get(start..))
             .ok_or_else(|| ctx.malformed("suffix longer than the old tuple"))?;
-        (prefix, suffix)
+        (prefix.to_vec(), suffix.to_vec())
     } else {
-        (&[], &[])
+        (Vec::new(), Vec::new())
     };
     let header = NewTuple {
         infomask2,
@@ -352,7 +353,7 @@ fn update_new(
         xmax: u.new_xmax,
         ctid: (ctx.blk.blkno, u.new_offnum),
     };
-    let tup = if prefixlen > 0 {
+    if prefixlen > 0 {
         // Null bitmap [+ padding] comes from the record, then the prefix,
         // then the rest of the logged bytes.
         let bitmap_len = (hoff as usize)
@@ -360,11 +361,16 @@ fn update_new(
             .filter(|&n| n <= rest.len())
             .ok_or_else(|| ctx.malformed(format!("bad t_hoff {hoff} for a prefix update")))?;
         let (bitmap, after) = rest.split_at(bitmap_len);
-        build_tuple(ctx, &header, &[bitmap, prefix, after, suffix])?
+        add_tuple(
+            ctx,
+            page,
+            &header,
+            [bitmap, &prefix, after, &suffix],
+            u.new_offnum,
+        )?;
     } else {
-        build_tuple(ctx, &header, &[rest, suffix])?
-    };
-    pageops::page_add_item(page, &tup, u.new_offnum, HEAP_ADD).map_err(|e| ctx.page_err(e))?;
+        add_tuple(ctx, page, &header, [rest, &suffix, &[], &[]], u.new_offnum)?;
+    }
     if u.flags & XLH_UPDATE_NEW_ALL_VISIBLE_CLEARED != 0 {
         pageops::clear_all_visible(page);
     }

@@ -22,7 +22,7 @@ use postgres_ffi::v15::info::{heap, heap2};
 
 use crate::dispatch::{heap_op, prepare_existing, prepare_init};
 use crate::error::RedoError;
-use crate::heap::{build_tuple, check_new_offnum, expect_block0, tuple_at, NewTuple, HEAP_ADD};
+use crate::heap::{add_tuple, check_new_offnum, expect_block0, tuple_at, NewTuple};
 use crate::htup;
 use crate::pageops::{self, Page};
 use crate::record::Ctx;
@@ -242,19 +242,15 @@ fn multi_insert(ctx: &Ctx<'_>, page: &mut Page, init: bool) -> Result<(), RedoEr
         let infomask = data.u16().ok_or_else(hdr_bad)?;
         let hoff = data.u8().ok_or_else(hdr_bad)?;
         let body = data.bytes(datalen).ok_or_else(hdr_bad)?;
-        let tup = build_tuple(
-            ctx,
-            &NewTuple {
-                infomask2,
-                infomask,
-                hoff,
-                xmin: ctx.rec.xid(),
-                xmax: 0,
-                ctid: (ctx.blk.blkno, offnum),
-            },
-            &[body],
-        )?;
-        pageops::page_add_item(page, &tup, offnum, HEAP_ADD).map_err(|e| ctx.page_err(e))?;
+        let t = NewTuple {
+            infomask2,
+            infomask,
+            hoff,
+            xmin: ctx.rec.xid(),
+            xmax: 0,
+            ctid: (ctx.blk.blkno, offnum),
+        };
+        add_tuple(ctx, page, &t, [body, &[], &[], &[]], offnum)?;
     }
     if !data.at_end() {
         return Err(ctx.malformed("total tuple length mismatch"));

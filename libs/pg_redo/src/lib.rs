@@ -59,13 +59,15 @@ pub fn apply(
     base: Option<&[u8]>,
     records: &[RedoRecord],
 ) -> Result<Box<Page>, RedoError> {
-    let mut page: Box<Page> = Box::new([0u8; BLCKSZ]);
-    if let Some(b) = base {
-        if b.len() != BLCKSZ {
-            return Err(RedoError::BadBasePage { len: b.len() });
-        }
-        page.copy_from_slice(b);
-    }
+    let mut page: Box<Page> = match base {
+        // Straight from a heap copy of the base: no zeroing, no stack copy.
+        Some(b) => b
+            .to_vec()
+            .into_boxed_slice()
+            .try_into()
+            .map_err(|_| RedoError::BadBasePage { len: b.len() })?,
+        None => Box::new([0u8; BLCKSZ]),
+    };
     apply_in_place(target, &mut page, records)?;
     Ok(page)
 }

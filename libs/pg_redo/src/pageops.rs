@@ -372,6 +372,18 @@ pub fn page_add_item(
     offnum: u16,
     mode: AddItemMode,
 ) -> Result<u16, PageOpError> {
+    page_add_item_parts(page, &[item], offnum, mode)
+}
+
+/// [`page_add_item`] for an item given as consecutive pieces, written
+/// straight into the page (no temporary copy of the whole item).
+pub fn page_add_item_parts(
+    page: &mut Page,
+    parts: &[&[u8]],
+    offnum: u16,
+    mode: AddItemMode,
+) -> Result<u16, PageOpError> {
+    let size: usize = parts.iter().map(|p| p.len()).sum();
     let (pd_lower, pd_upper, _) = check_pointers_loose(page)?;
     let limit = max_offset(page) + 1;
     let mut needshuffle = false;
@@ -415,8 +427,8 @@ pub fn page_add_item(
             max: MAX_HEAP_TUPLES_PER_PAGE,
         });
     }
-    if item.len() > BLCKSZ {
-        return Err(PageOpError::ItemTooLarge { size: item.len() });
+    if size > BLCKSZ {
+        return Err(PageOpError::ItemTooLarge { size });
     }
 
     let new_lower = if offnum == limit || needshuffle {
@@ -424,11 +436,11 @@ pub fn page_add_item(
     } else {
         pd_lower as usize
     };
-    let aligned = maxalign(item.len());
+    let aligned = maxalign(size);
     let new_upper = pd_upper as isize - aligned as isize;
     if new_lower as isize > new_upper {
         return Err(PageOpError::NoSpace {
-            size: item.len(),
+            size,
             lower: pd_lower,
             upper: pd_upper,
         });
@@ -447,10 +459,15 @@ pub fn page_add_item(
         ItemId {
             off: new_upper as u16,
             flags: LpFlags::Normal,
-            len: item.len() as u16,
+            len: size as u16,
         },
     );
-    page[new_upper..new_upper + item.len()].copy_from_slice(item);
+    // new_upper + size <= pd_upper <= BLCKSZ, so every piece fits.
+    let mut at = new_upper;
+    for p in parts {
+        page[at..at + p.len()].copy_from_slice(p);
+        at += p.len();
+    }
     set_lower(page, new_lower as u16);
     set_upper(page, new_upper as u16);
     Ok(offnum)
