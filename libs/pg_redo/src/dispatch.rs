@@ -18,7 +18,7 @@ use postgres_ffi::PgMajorVersion;
 
 use crate::error::RedoError;
 use crate::pageops::{self, Page};
-use crate::record::{record_name, Ctx};
+use crate::record::Ctx;
 use crate::{heap as heap_redo, heap2 as heap2_redo, seq as seq_redo};
 
 /// Which native routine handles a record type.
@@ -138,11 +138,6 @@ pub fn prepare_init(ctx: &Ctx<'_>, page: &mut Page, special: usize) -> Result<()
         )));
     }
     pageops::page_init(page, special).map_err(|e| ctx.page_err(e))
-}
-
-/// Name helper for callers outside a [`Ctx`].
-pub fn name_of(rec: &WalRecord) -> String {
-    record_name(rec)
 }
 
 /// The heap op code of a Heap/Heap2 record (INIT_PAGE bit stripped).

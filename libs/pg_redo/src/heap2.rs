@@ -10,7 +10,7 @@
 //! | VACUUM | nunused u16 | block 0: nunused u16 offsets |
 //! | FREEZE_PAGE | cutoff_xid u32 @0, ntuples u16 @4 | block 0: ntuples × 12-byte plans (xmax u32, offset u16, infomask2 u16, infomask u16, frzflags u8, pad) |
 //! | VISIBLE | cutoff_xid u32 @0, flags u8 @4 | block 0 = VM page, block 1 = heap page |
-//! | MULTI_INSERT | flags u8 @0, ntuples u16 @2, offsets u16[ntuples] @4 (absent with INIT_PAGE) | block 0: per tuple, 2-aligned: datalen u16, infomask2 u16, infomask u16, t_hoff u8, then datalen bytes |
+//! | MULTI_INSERT | flags u8 @0, ntuples u16 @2, offsets (ntuples × u16) @4 (absent with INIT_PAGE) | block 0: per tuple, 2-aligned: datalen u16, infomask2 u16, infomask u16, t_hoff u8, then datalen bytes |
 //! | LOCK_UPDATED | xmax u32 @0, offnum u16 @4, infobits u8 @6, flags u8 @7 | – |
 //!
 //! PRUNE ends with PageRepairFragmentation, whose byte layout we reproduce

@@ -387,7 +387,11 @@ fn heap_workload_checksums_replica() {
     if !pg_available() {
         return;
     }
-    let (report, features) = run_and_verify(true, "wal_level = replica", heap_workload);
+    let (report, features) = run_and_verify(
+        true,
+        "wal_level = replica\nwal_compression = lz4",
+        heap_workload,
+    );
     assert_features(
         &features,
         &[
