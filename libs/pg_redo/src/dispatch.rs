@@ -5,13 +5,16 @@
 //! an image that has BKPIMAGE_APPLY (the rmgr's routine then leaves that
 //! block alone), or initialise a WILL_INIT block, or apply the delta unless
 //! the page LSN shows it is already applied. [`redo_block`] does the first
-//! step for the rmgrs we know restore-means-done for (Heap, Heap2, Sequence,
-//! XLOG — *not* true of Hash and GiST, which edit restored pages, so unknown
-//! rmgrs are refused before any image is touched); [`prepare_existing`] and
-//! [`prepare_init`] are the other two. Everything not implemented is refused
-//! with [`RedoError::Unsupported`] naming rmgr and record.
+//! step; for Hash and GiST, which edit a restored page further, it then calls
+//! their `after_restore`. Unknown record types are refused before any image
+//! is touched. [`prepare_existing`] and [`prepare_init`] are the other two
+//! steps. Everything not implemented is refused with
+//! [`RedoError::Unsupported`] naming rmgr and record.
 
-use postgres_ffi::rmgr::{self, RM_HEAP2_ID, RM_HEAP_ID, RM_SEQ_ID, RM_XLOG_ID};
+use postgres_ffi::rmgr::{
+    self, RM_BRIN_ID, RM_BTREE_ID, RM_GENERIC_ID, RM_GIN_ID, RM_GIST_ID, RM_HASH_ID, RM_HEAP2_ID,
+    RM_HEAP_ID, RM_SEQ_ID, RM_SPGIST_ID, RM_XLOG_ID,
+};
 use postgres_ffi::v15::info::{heap, seq, xlog};
 use postgres_ffi::wal::{WalRecord, XLR_RMGR_INFO_MASK};
 use postgres_ffi::PgMajorVersion;
@@ -19,6 +22,7 @@ use postgres_ffi::PgMajorVersion;
 use crate::error::RedoError;
 use crate::pageops::{self, Page};
 use crate::record::Ctx;
+use crate::{brin, btree, generic, gin, gist, hash, spgist};
 use crate::{heap as heap_redo, heap2 as heap2_redo, seq as seq_redo};
 
 /// Which native routine handles a record type.
@@ -31,6 +35,13 @@ pub enum Handler {
     Heap,
     Heap2,
     Sequence,
+    Btree,
+    Hash,
+    Gin,
+    Gist,
+    SpGist,
+    Brin,
+    Generic,
 }
 
 /// The handler for `(rmid, info)`, or `None` if the record type has no native
@@ -48,6 +59,13 @@ pub fn classify(rmid: u8, info: u8) -> Option<Handler> {
         RM_HEAP_ID => Some(Handler::Heap),
         RM_HEAP2_ID => Some(Handler::Heap2),
         RM_SEQ_ID if info == seq::LOG => Some(Handler::Sequence),
+        RM_BTREE_ID if btree::supports(info) => Some(Handler::Btree),
+        RM_HASH_ID if hash::supports(info) => Some(Handler::Hash),
+        RM_GIN_ID if gin::supports(info) => Some(Handler::Gin),
+        RM_GIST_ID if gist::supports(info) => Some(Handler::Gist),
+        RM_SPGIST_ID if spgist::supports(info) => Some(Handler::SpGist),
+        RM_BRIN_ID if brin::supports(info) => Some(Handler::Brin),
+        RM_GENERIC_ID if generic::supports(info) => Some(Handler::Generic),
         _ => None,
     }
 }
@@ -91,7 +109,12 @@ pub fn restore_image(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
 pub fn redo_block(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
     let handler = classify(ctx.rec.rmid(), ctx.rec.info()).ok_or_else(|| unsupported(ctx.rec))?;
     if ctx.blk.apply_image() {
-        return restore_image(ctx, page);
+        restore_image(ctx, page)?;
+        return match handler {
+            Handler::Hash => hash::after_restore(ctx, page),
+            Handler::Gist => gist::after_restore(ctx, page),
+            _ => Ok(()),
+        };
     }
     match handler {
         Handler::XlogImage { for_hint } => {
@@ -109,6 +132,13 @@ pub fn redo_block(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
         Handler::Heap => heap_redo::redo(ctx, page),
         Handler::Heap2 => heap2_redo::redo(ctx, page),
         Handler::Sequence => seq_redo::redo(ctx, page),
+        Handler::Btree => btree::redo(ctx, page),
+        Handler::Hash => hash::redo(ctx, page),
+        Handler::Gin => gin::redo(ctx, page),
+        Handler::Gist => gist::redo(ctx, page),
+        Handler::SpGist => spgist::redo(ctx, page),
+        Handler::Brin => brin::redo(ctx, page),
+        Handler::Generic => generic::redo(ctx, page),
     }
 }
 

@@ -10,8 +10,9 @@
 //! Modules:
 //! - [`pageops`]: the page toolkit (bufpage.c equivalents);
 //! - [`htup`]: heap tuple header layout;
-//! - [`heap`], [`heap2`], [`seq`]: rmgr redo routines; XLOG FPI handling and
-//!   routing live in [`dispatch`];
+//! - [`heap`], [`heap2`], [`seq`], [`btree`], [`hash`], [`gin`], [`gist`],
+//!   [`spgist`], [`brin`], [`generic`]: rmgr redo routines (and the index
+//!   AMs' masks); XLOG FPI handling and routing live in [`dispatch`];
 //! - [`vm`]: visibility map bits and the VM clears heap records imply;
 //! - [`mask`]: PostgreSQL's consistency-check masks;
 //! - [`verify`]: replays a `pg_wal` directory written with
@@ -28,8 +29,14 @@
 //! changed the page (as PostgreSQL's redo leaves it), checksum stamped when
 //! the cluster has data checksums.
 
+pub mod brin;
+pub mod btree;
 pub mod dispatch;
 pub mod error;
+pub mod generic;
+pub mod gin;
+pub mod gist;
+pub mod hash;
 pub mod heap;
 pub mod heap2;
 pub mod htup;
@@ -37,6 +44,7 @@ pub mod mask;
 pub mod pageops;
 pub mod record;
 pub mod seq;
+pub mod spgist;
 pub mod verify;
 pub mod vm;
 

@@ -14,7 +14,10 @@
 //! the comparison still reports a difference instead of failing.
 
 use postgres_ffi::page::{LpFlags, PD_ALL_VISIBLE, PD_HAS_FREE_LINES, PD_PAGE_FULL};
-use postgres_ffi::rmgr::{RM_GENERIC_ID, RM_HEAP2_ID, RM_HEAP_ID, RM_SEQ_ID};
+use postgres_ffi::rmgr::{
+    RM_BRIN_ID, RM_BTREE_ID, RM_GENERIC_ID, RM_GIN_ID, RM_GIST_ID, RM_HASH_ID, RM_HEAP2_ID,
+    RM_HEAP_ID, RM_SEQ_ID, RM_SPGIST_ID,
+};
 use postgres_ffi::{maxalign, BlockNumber, BLCKSZ};
 
 use crate::htup::{self, SIZEOF_HEAP_TUPLE_HEADER};
@@ -128,21 +131,30 @@ pub fn seq_mask(page: &mut Page, _blkno: BlockNumber) {
     mask_unused_space(page);
 }
 
-/// `generic_mask` (Generic WAL, e.g. bloom).
-pub fn generic_mask(page: &mut Page, _blkno: BlockNumber) {
-    mask_lsn_and_checksum(page);
-    mask_unused_space(page);
-}
-
-/// The mask PostgreSQL applies to pages changed by records of `rmid`, among
-/// those this crate implements; `None` for rmgrs without (or with a not yet
-/// implemented) mask — their pages are compared unmasked.
+/// The mask PostgreSQL applies to pages changed by records of `rmid`;
+/// `None` for rmgrs without one (they never carry verification images).
 pub fn rmgr_mask(rmid: u8) -> Option<MaskFn> {
     match rmid {
         RM_HEAP_ID | RM_HEAP2_ID => Some(heap_mask),
         RM_SEQ_ID => Some(seq_mask),
-        RM_GENERIC_ID => Some(generic_mask),
+        RM_BTREE_ID => Some(crate::btree::mask),
+        RM_HASH_ID => Some(crate::hash::mask),
+        RM_GIN_ID => Some(crate::gin::mask),
+        RM_GIST_ID => Some(crate::gist::mask),
+        RM_SPGIST_ID => Some(crate::spgist::mask),
+        RM_BRIN_ID => Some(crate::brin::mask),
+        RM_GENERIC_ID => Some(crate::generic::mask),
         _ => None,
+    }
+}
+
+/// The mask the conformance check ([`crate::verify`]) applies to both our
+/// page and the primary's image: the rmgr's mask, plus, for GiST, what
+/// PostgreSQL's own check would trip over (see [`crate::gist::comparison_mask`]).
+pub fn comparison_mask(rmid: u8) -> Option<MaskFn> {
+    match rmid {
+        RM_GIST_ID => Some(crate::gist::comparison_mask),
+        _ => rmgr_mask(rmid),
     }
 }
 

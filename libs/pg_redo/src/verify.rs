@@ -43,7 +43,7 @@ use postgres_ffi::{BlockNumber, Lsn, PgMajorVersion, TimeLineId, BLCKSZ};
 use serde::Serialize;
 
 use crate::error::RedoError;
-use crate::mask::{first_difference, rmgr_mask};
+use crate::mask::{comparison_mask, first_difference};
 use crate::pageops::{self, Page, SIZE_OF_PAGE_HEADER};
 use crate::record::{ClusterSettings, Reader, RedoRecord, RedoTarget};
 use crate::{apply_in_place, is_supported, vm};
@@ -460,7 +460,7 @@ impl Verifier {
         match result {
             Ok(()) => {
                 let (mut ours, mut theirs) = (*page, *primary);
-                if let Some(mask) = rmgr_mask(rec.rmid()) {
+                if let Some(mask) = comparison_mask(rec.rmid()) {
                     mask(&mut ours, blk.blkno);
                     mask(&mut theirs, blk.blkno);
                 }
