@@ -328,6 +328,7 @@ pub async fn import_datadir(
         });
     }
 
+    tl.set_cluster_settings(crate::pgdatadir_mapping::cluster_settings_of(&control));
     let mut m = DatadirModification::new(Arc::clone(tl));
     m.set_lsn(lsn)?;
     let mut summary = ImportSummary {

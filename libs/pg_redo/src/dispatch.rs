@@ -70,6 +70,13 @@ pub fn classify(rmid: u8, info: u8) -> Option<Handler> {
     }
 }
 
+/// Whether redo of this rmgr may change a block after restoring its
+/// full-page image (Hash and GiST do, in some records): such blocks must be
+/// stored as the record, not as the restored image.
+pub fn edits_restored_image(rmid: u8) -> bool {
+    matches!(rmid, RM_HASH_ID | RM_GIST_ID)
+}
+
 /// Whether [`crate::apply`] can redo blocks of this record type.
 pub fn is_supported(rmid: u8, info: u8) -> bool {
     classify(rmid, info).is_some()

@@ -158,6 +158,98 @@ pub fn comparison_mask(rmid: u8) -> Option<MaskFn> {
     }
 }
 
+/// What kind of page a relation page is, judged from the page itself (its
+/// special space), the way pageinspect-like tools tell access methods apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageKind {
+    /// All zeroes.
+    New,
+    Heap,
+    Sequence,
+    Btree,
+    Hash,
+    Gist,
+    SpGist,
+    Gin,
+    Brin,
+    /// contrib bloom (changed through Generic WAL).
+    Bloom,
+    /// Anything else (including pages with an insane header).
+    Unknown,
+}
+
+/// Page ids in the last two bytes of the special space of some AMs.
+const HASH_PAGE_ID: u16 = 0xFF80;
+const GIST_PAGE_ID: u16 = 0xFF81;
+const SPGIST_PAGE_ID: u16 = 0xFF82;
+const BLOOM_PAGE_ID: u16 = 0xFF83;
+/// BRIN page types (meta, revmap, regular).
+const BRIN_PAGE_TYPES: std::ops::RangeInclusive<u16> = 0xF091..=0xF093;
+/// Btree cycle ids stay below the ids other AMs use.
+const MAX_BT_CYCLE_ID: u16 = 0xFF7F;
+
+/// Classifies a main- or init-fork page.
+pub fn page_kind(page: &Page) -> PageKind {
+    if pageops::is_new(page) {
+        return PageKind::New;
+    }
+    let special = pageops::special(page) as usize;
+    if !(SIZE_OF_PAGE_HEADER..=BLCKSZ).contains(&special) {
+        return PageKind::Unknown;
+    }
+    let size = BLCKSZ - special;
+    let last = read_u16(page, BLCKSZ - 2).unwrap_or(0);
+    match (size, last) {
+        (0, _) => PageKind::Heap,
+        // The 4-byte sequence magic, MAXALIGNed.
+        (8, _) if pageops::read_u32(page, special) == Some(crate::seq::SEQ_MAGIC) => {
+            PageKind::Sequence
+        }
+        (_, HASH_PAGE_ID) if size == 16 => PageKind::Hash,
+        (_, GIST_PAGE_ID) if size == 16 => PageKind::Gist,
+        (_, SPGIST_PAGE_ID) if size == 8 => PageKind::SpGist,
+        (_, BLOOM_PAGE_ID) if size == 8 => PageKind::Bloom,
+        (8, t) if BRIN_PAGE_TYPES.contains(&t) => PageKind::Brin,
+        (8, _) => PageKind::Gin,
+        (16, c) if c <= MAX_BT_CYCLE_ID => PageKind::Btree,
+        _ => PageKind::Unknown,
+    }
+}
+
+/// Masks a relation page for comparison with another copy of it (a
+/// primary's file, a standby's, ours): the rm_mask of the access method
+/// the page belongs to ([`page_kind`]). Visibility map pages only lose LSN
+/// and checksum (their bitmap must match exactly); FSM pages, never
+/// WAL-logged reliably, and unknown pages lose LSN, checksum and free space.
+pub fn mask_relation_page(page: &mut Page, forknum: u8, blkno: BlockNumber) {
+    use postgres_ffi::relfile::{FSM_FORKNUM, VISIBILITYMAP_FORKNUM};
+    if forknum == VISIBILITYMAP_FORKNUM {
+        mask_lsn_and_checksum(page);
+        return;
+    }
+    if forknum == FSM_FORKNUM {
+        mask_lsn_and_checksum(page);
+        mask_unused_space(page);
+        return;
+    }
+    match page_kind(page) {
+        PageKind::New => {}
+        PageKind::Heap => heap_mask(page, blkno),
+        PageKind::Sequence => seq_mask(page, blkno),
+        PageKind::Btree => crate::btree::mask(page, blkno),
+        PageKind::Hash => crate::hash::mask(page, blkno),
+        PageKind::Gist => crate::gist::comparison_mask(page, blkno),
+        PageKind::SpGist => crate::spgist::mask(page, blkno),
+        PageKind::Gin => crate::gin::mask(page, blkno),
+        PageKind::Brin => crate::brin::mask(page, blkno),
+        PageKind::Bloom => crate::generic::mask(page, blkno),
+        PageKind::Unknown => {
+            mask_lsn_and_checksum(page);
+            mask_unused_space(page);
+        }
+    }
+}
+
 /// First byte offset at which two pages differ.
 pub fn first_difference(a: &Page, b: &Page) -> Option<usize> {
     a.iter().zip(b.iter()).position(|(x, y)| x != y)

@@ -21,7 +21,7 @@ use pageserver::logging;
 use pageserver::page_service::{self, PageServiceState};
 use pageserver::tenant::mgr::TenantManager;
 use pageserver::tenant::resources::StorageResources;
-use pageserver::walredo::TestRedo;
+use pageserver::walredo::NativeRedo;
 use pageserver_api::config::{AuthType, RemoteStorageKind};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -212,8 +212,9 @@ async fn serve(conf: Arc<PageServerConf>) -> anyhow::Result<()> {
     if let Some(cache) = &resources.block_cache {
         pageserver::metrics::watch_page_cache(Arc::clone(cache));
     }
-    let tenants =
-        Arc::new(TenantManager::load(Arc::clone(&conf), resources, Arc::new(TestRedo)).await?);
+    let tenants = Arc::new(
+        TenantManager::load(Arc::clone(&conf), resources, Arc::new(NativeRedo::new())).await?,
+    );
 
     let listener = tokio::net::TcpListener::bind(&conf.listen_http_addr)
         .await

@@ -41,11 +41,32 @@ use utils::lsn::Lsn;
 use crate::tenant::timeline::read::{GetError, GetVectoredError, PageReconstructError};
 use crate::tenant::timeline::write::WriteError;
 use crate::tenant::timeline::Timeline;
+use crate::walredo::ClusterSettings;
 
 pub use format::{
     DbDirectory, MetadataFormatError, RelDirectory, SlruSegmentDirectory, TwoPhaseDirectory,
 };
 pub use modification::DatadirModification;
+
+/// The settings redo takes from a cluster's control file.
+pub fn cluster_settings_of(cf: &ControlFileData) -> ClusterSettings {
+    ClusterSettings {
+        data_checksums: cf.data_checksum_version != 0,
+        wal_log_hints: cf.wal_log_hints,
+    }
+}
+
+/// Sets `tl`'s redo settings from its control file at the last record LSN
+/// (left alone when the timeline holds no cluster yet).
+pub async fn refresh_cluster_settings(tl: &Timeline) -> Result<(), DatadirError> {
+    if let Some(s) = DatadirView::new(tl, tl.get_last_record_lsn())
+        .cluster_settings()
+        .await?
+    {
+        tl.set_cluster_settings(s);
+    }
+    Ok(())
+}
 
 /// An all-zero page: what Postgres extends relations with.
 pub static ZERO_PAGE: Bytes = Bytes::from_static(&[0u8; BLCKSZ]);
@@ -479,6 +500,19 @@ impl<'a> DatadirView<'a> {
     /// XLOG PARAMETER_CHANGE records).
     pub async fn control_file_bytes(&self) -> Result<Bytes, DatadirError> {
         self.get_req(CONTROLFILE_KEY, "control file").await
+    }
+
+    /// The redo settings of the cluster's control file; `None` when the
+    /// timeline holds no cluster (no control file).
+    pub async fn cluster_settings(&self) -> Result<Option<ClusterSettings>, DatadirError> {
+        if self
+            .get_opt(CONTROLFILE_KEY, "control file")
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        Ok(Some(cluster_settings_of(&self.control_file().await?)))
     }
 
     pub async fn control_file(&self) -> Result<ControlFileData, DatadirError> {

@@ -219,7 +219,13 @@ impl TenantStorage {
                     },
                 };
                 let tl = Timeline::load(self.params(spec.timeline_id, ancestor, spec.pg_version))?;
-                self.register(tl)?;
+                let tl = self.register(tl)?;
+                if let Err(e) = crate::pgdatadir_mapping::refresh_cluster_settings(&tl).await {
+                    tracing::warn!(
+                        timeline_id = %tl.timeline_id,
+                        "cannot read the control file for redo settings, keeping the defaults: {e}"
+                    );
+                }
             }
             if rest.len() == before {
                 let missing = rest[0]

@@ -58,6 +58,7 @@ use self::checkpoint::CheckpointTracker;
 use self::records::ParseError;
 use crate::pgdatadir_mapping::{DatadirError, DatadirModification, DatadirView};
 use crate::tenant::timeline::Timeline;
+use crate::walredo::native::stamp_checksum;
 use crate::walredo::pages::{vm_page_of, VISIBILITYMAP_VALID_BITS};
 
 /// Why ingest stopped.
@@ -222,6 +223,13 @@ impl Ingest {
         })?;
         let m = DatadirModification::new(Arc::clone(&tl));
         let lsn = m.committed_lsn();
+        crate::pgdatadir_mapping::refresh_cluster_settings(&tl)
+            .await
+            .map_err(|e| IngestError {
+                lsn,
+                context: "starting ingest (reading the control file)".to_owned(),
+                kind: e.into(),
+            })?;
         let cp = DatadirView::new(&tl, lsn)
             .checkpoint()
             .await
@@ -529,7 +537,16 @@ impl Ingest {
         cf.wal_log_hints = p.wal_log_hints;
         cf.track_commit_timestamp = p.track_commit_timestamp;
         self.m.put_control_file(Bytes::from(cf.encode_file()))?;
+        self.m
+            .timeline()
+            .set_cluster_settings(crate::pgdatadir_mapping::cluster_settings_of(&cf));
         Ok(())
+    }
+
+    /// Whether the cluster has data checksums (pages we create or restore
+    /// get theirs).
+    fn checksums(&self) -> bool {
+        self.m.timeline().cluster_settings().data_checksums
     }
 
     /// Stores every block reference of a page record.
@@ -546,6 +563,8 @@ impl Ingest {
             }
             _ => false,
         };
+        let edits_restored = pg_redo::dispatch::edits_restored_image(rmid);
+        let checksums = self.checksums();
         for blk in &rec.blocks {
             let Some(fork) = blk.fork() else {
                 return Err(IngestErrorKind::BadBlock {
@@ -555,13 +574,19 @@ impl Ingest {
             };
             let rel = rel_tag(blk.rnode, fork as u8)?;
             let value = match &blk.image {
-                Some(img) if img.apply => {
+                // Hash and GiST redo edit some restored pages further: keep
+                // the record (it carries the image) for redo to do both.
+                Some(img) if img.apply && !edits_restored => {
                     let page = img.restore().map_err(|source| IngestErrorKind::Image {
                         block_id: blk.block_id,
                         source,
                     })?;
-                    Value::Image(restored_page(page, rec.end_lsn))
+                    Value::Image(restored_page(page, rec.end_lsn, blk.blkno, checksums))
                 }
+                Some(img) if img.apply => Value::WalRecord(StoredRecord::Postgres {
+                    will_init: true,
+                    rec: rec.raw.clone(),
+                }),
                 // A verification-only image (wal_consistency_checking):
                 // redo ignores it and applies the record.
                 _ => Value::WalRecord(StoredRecord::Postgres {
@@ -677,11 +702,12 @@ impl Ingest {
                 .put_rel_block(vm_rel, vm_blk, Value::WalRecord(rec))
                 .await?;
         } else {
+            let checksums = self.checksums();
             self.m
-                .extend_rel_to(vm_rel, vm_blk, &|_| empty_page())
+                .extend_rel_to(vm_rel, vm_blk, &|b| empty_page(b, checksums))
                 .await?;
             self.m
-                .put_rel_block(vm_rel, vm_blk, Value::Image(empty_page()))
+                .put_rel_block(vm_rel, vm_blk, Value::Image(empty_page(vm_blk, checksums)))
                 .await?;
         }
         Ok(())
@@ -714,19 +740,30 @@ fn check_tablespace(spcnode: u32) -> Result<()> {
 
 /// A page restored from a full-page image, with its LSN set to the
 /// record's end as Postgres redo does (unless the page is all new).
-fn restored_page(mut page: Box<[u8; BLCKSZ]>, end_lsn: Lsn) -> Bytes {
+/// A page restored from a full-page image, as redo leaves it: LSN set to
+/// the record's end unless the page is new, and, with data checksums, the
+/// checksum of block `blkno` (images carry whatever the primary's buffer
+/// held, not a valid checksum).
+fn restored_page(mut page: Box<[u8; BLCKSZ]>, end_lsn: Lsn, blkno: u32, checksums: bool) -> Bytes {
     let is_new = PageHeaderData::read(&page[..]).map_or(true, |h| h.is_new());
     if !is_new {
         // The page is 8 KiB, longer than the 8-byte LSN field.
         let _ = page_set_lsn(&mut page[..], end_lsn);
     }
+    if checksums {
+        stamp_checksum(&mut page[..], blkno);
+    }
     Bytes::from(page.to_vec())
 }
 
-/// An initialised empty page with no special space (`PageInit(page, BLCKSZ, 0)`).
-fn empty_page() -> Bytes {
+/// An initialised empty page with no special space (`PageInit(page, BLCKSZ,
+/// 0)`), as block `blkno`.
+fn empty_page(blkno: u32, checksums: bool) -> Bytes {
     let mut page = [0u8; BLCKSZ];
     // Special size 0 always fits.
     let _ = page_init(&mut page, 0);
+    if checksums {
+        stamp_checksum(&mut page, blkno);
+    }
     Bytes::copy_from_slice(&page)
 }

@@ -10,10 +10,10 @@
 //!   visibility-map bit clears; pure page functions in [`pages`]), the raw
 //!   Postgres records ingest stores on pages it does not own a synthetic
 //!   form for (the visibility-map tail cleared by Storage TRUNCATE), and the
-//!   storage-engine [`WalRecord::Test`] records. Other Postgres records
-//!   (heap, btree, ...) are refused with [`RedoError::Unsupported`] until the
-//!   Postgres record redo (`libs/pg_redo`) is plugged in at
-//!   [`native::NativeRedo::apply_postgres`].
+//!   storage-engine [`WalRecord::Test`] records; every other Postgres record
+//!   goes to the native Postgres redo of `libs/pg_redo`
+//!   ([`native::NativeRedo::apply_postgres`]), which refuses record types it
+//!   does not implement with [`RedoError::Unsupported`].
 //! - [`TestRedo`] understands only `Test` records, for storage-engine tests.
 //!
 //! Either way a record that cannot be applied is a typed error, so a wrong
@@ -28,6 +28,9 @@ use pageserver_api::value::WalRecord;
 use utils::lsn::Lsn;
 
 pub use native::NativeRedo;
+/// Cluster settings that change the bytes redo produces (data checksums,
+/// `wal_log_hints`); the timeline keeps the current ones.
+pub use pg_redo::ClusterSettings;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RedoError {
@@ -50,6 +53,7 @@ pub trait Redo: Send + Sync + 'static {
         lsn: Lsn,
         base: Option<Bytes>,
         records: &[(Lsn, WalRecord)],
+        settings: ClusterSettings,
     ) -> Result<Bytes, RedoError>;
 }
 
@@ -78,6 +82,7 @@ impl Redo for TestRedo {
         lsn: Lsn,
         base: Option<Bytes>,
         records: &[(Lsn, WalRecord)],
+        _settings: ClusterSettings,
     ) -> Result<Bytes, RedoError> {
         let mut page = BytesMut::from(base.unwrap_or_default().as_ref());
         for (record_lsn, record) in records {

@@ -10,12 +10,18 @@
 //! | `MultixactMembersCreate` | [`pages::multixact_set_members`] |
 //! | `ClearVisibilityMapFlags` | [`pages::vm_clear`] for each heap block on the key's VM page |
 //! | `Postgres` Storage/TRUNCATE on a VM page | [`pages::vm_truncate_tail`] (ingest stores the raw record there) |
-//! | other `Postgres` records | [`NativeRedo::apply_postgres`]: `RedoError::Unsupported` until `pg_redo` is plugged in |
+//! | other `Postgres` records | [`NativeRedo::apply_postgres`]: `pg_redo`'s native redo of the record's block reference that is this page |
 //! | `Test` | append, as [`super::TestRedo`] |
 //!
 //! A synthetic record must land on the page it was meant for (the key's
 //! SLRU page or VM page); anything else, a missing base page, or a page that
-//! is not 8 KiB is [`RedoError::Failed`], naming the key and record LSN.
+//! is not 8 KiB is [`RedoError::Failed`], naming the key and record LSN; a
+//! record type `pg_redo` does not implement is [`RedoError::Unsupported`].
+//!
+//! With data checksums on, a reconstructed relation page gets its checksum
+//! once, after the last record (SLRU pages have none).
+
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use pageserver_api::key::Key;
@@ -29,8 +35,11 @@ use postgres_ffi::wal::WalRecord as DecodedRecord;
 use postgres_ffi::{PgMajorVersion, BLCKSZ};
 use utils::lsn::Lsn;
 
+use pg_redo::{RedoRecord, RedoTarget};
+use postgres_ffi::relfile::RelFileNode;
+
 use super::pages::{self, PageError};
-use super::{apply_test_record, describe, Redo, RedoError};
+use super::{apply_test_record, describe, ClusterSettings, Redo, RedoError};
 
 /// `SMGR_TRUNCATE_VM` in `xl_smgr_truncate.flags`.
 pub const SMGR_TRUNCATE_VM: u32 = 0x0002;
@@ -44,28 +53,52 @@ impl NativeRedo {
         NativeRedo
     }
 
-    /// Redo of a raw Postgres record that no native path handles: the
-    /// place where the Postgres-record redo (`libs/pg_redo`) plugs in. The
-    /// record is decoded (CRC checked) and `block_id` is its block
-    /// reference to the page being reconstructed; `record.end_lsn` is the
-    /// LSN the record was stored at (its end), `record.lsn` is the same
-    /// value, since stored values do not keep the start.
+    /// Redo of a raw Postgres record's block reference `block_id`, which
+    /// is the page of `key`, by `pg_redo`. `record.end_lsn` is the LSN the
+    /// record was stored at (its end, stamped on the page); `record.lsn` is
+    /// the same value, since stored values do not keep the start. Checksums
+    /// are left to [`Redo::reconstruct`], which stamps them once.
     pub fn apply_postgres(
         &self,
         key: Key,
         lsn: Lsn,
-        _page: &mut BytesMut,
-        record: &DecodedRecord,
-        _block_id: u8,
+        page: &mut BytesMut,
+        record: DecodedRecord,
+        block_id: u8,
+        settings: ClusterSettings,
     ) -> Result<(), RedoError> {
-        Err(RedoError::Unsupported {
-            key,
-            lsn,
-            record_lsn: record.end_lsn,
-            what: format!(
-                "Postgres record {}; needs the Postgres record redo",
-                record.name(PgMajorVersion::V15)
-            ),
+        let target = RedoTarget {
+            rel: RelFileNode {
+                spcnode: key.field2,
+                dbnode: key.field3,
+                relnode: key.field4,
+            },
+            forknum: key.field5,
+            blkno: key.field6,
+            settings: ClusterSettings {
+                data_checksums: false,
+                ..settings
+            },
+        };
+        let record_lsn = record.end_lsn;
+        let p = as_page(page, key, lsn)?;
+        pg_redo::apply_in_place(
+            &target,
+            p,
+            &[RedoRecord::decoded(Arc::new(record), block_id)],
+        )
+        .map_err(|e| match e {
+            pg_redo::RedoError::Unsupported { name, .. } => RedoError::Unsupported {
+                key,
+                lsn,
+                record_lsn,
+                what: format!("Postgres record {name} has no native redo"),
+            },
+            other => RedoError::Failed {
+                key,
+                lsn,
+                reason: format!("record at {record_lsn}: {other}"),
+            },
         })
     }
 }
@@ -108,6 +141,7 @@ impl NativeRedo {
         record_lsn: Lsn,
         page: &mut Option<BytesMut>,
         record: &WalRecord,
+        settings: ClusterSettings,
     ) -> Result<(), RedoError> {
         let failed = |reason: String| RedoError::Failed {
             key,
@@ -132,7 +166,7 @@ impl NativeRedo {
             let buf = page
                 .as_mut()
                 .ok_or_else(|| failed("no base page for a Postgres record".to_owned()))?;
-            return self.apply_postgres_record(key, lsn, record_lsn, buf, rec);
+            return self.apply_postgres_record(key, lsn, record_lsn, buf, rec, settings);
         }
         let buf = page
             .as_mut()
@@ -182,6 +216,7 @@ impl NativeRedo {
         record_lsn: Lsn,
         buf: &mut BytesMut,
         raw: &Bytes,
+        settings: ClusterSettings,
     ) -> Result<(), RedoError> {
         let failed = |reason: String| RedoError::Failed {
             key,
@@ -232,7 +267,17 @@ impl NativeRedo {
                     rec.name(format.version)
                 ))
             })?;
-        self.apply_postgres(key, lsn, buf, &rec, block_id)
+        self.apply_postgres(key, lsn, buf, rec, block_id, settings)
+    }
+}
+
+/// Sets the data checksum of a relation page, unless it is not a page (a
+/// test value) or a new (all-zero) page, which Postgres never checksums.
+pub fn stamp_checksum(page: &mut [u8], blkno: u32) {
+    if let Ok(p) = <&mut [u8; BLCKSZ]>::try_from(page) {
+        if !pg_redo::pageops::is_new(p) {
+            pg_redo::pageops::set_checksum(p, blkno);
+        }
     }
 }
 
@@ -274,16 +319,21 @@ impl Redo for NativeRedo {
         lsn: Lsn,
         base: Option<Bytes>,
         records: &[(Lsn, WalRecord)],
+        settings: ClusterSettings,
     ) -> Result<Bytes, RedoError> {
         let mut page: Option<BytesMut> = base.map(|b| BytesMut::from(b.as_ref()));
         for (record_lsn, record) in records {
-            self.apply_one(key, lsn, *record_lsn, &mut page, record)?;
+            self.apply_one(key, lsn, *record_lsn, &mut page, record, settings)?;
         }
-        page.map(BytesMut::freeze).ok_or(RedoError::Failed {
+        let mut page = page.ok_or(RedoError::Failed {
             key,
             lsn,
             reason: "no base image and no records".to_owned(),
-        })
+        })?;
+        if settings.data_checksums && key.is_rel_block_key() {
+            stamp_checksum(&mut page, key.field6);
+        }
+        Ok(page.freeze())
     }
 }
 
@@ -295,6 +345,11 @@ mod tests {
     use postgres_ffi::relfile::RelFileNode;
     use postgres_ffi::slru::clog::{get_status, XidStatus};
     use postgres_ffi::wal::encoder::{BlockSpec, RecordBuilder};
+
+    const NO_CHECKSUMS: ClusterSettings = ClusterSettings {
+        data_checksums: false,
+        wal_log_hints: false,
+    };
 
     fn page_with(f: impl FnOnce(&mut [u8; BLCKSZ])) -> Bytes {
         let mut p = [0u8; BLCKSZ];
@@ -324,7 +379,7 @@ mod tests {
             ),
         ];
         let out = NativeRedo
-            .reconstruct(key, Lsn(0x20), Some(page_with(|_| {})), &recs)
+            .reconstruct(key, Lsn(0x20), Some(page_with(|_| {})), &recs, NO_CHECKSUMS)
             .unwrap();
         let p: &[u8; BLCKSZ] = out.as_ref().try_into().unwrap();
         assert_eq!(get_status(p, 32768 + 3), XidStatus::Committed);
@@ -342,15 +397,17 @@ mod tests {
             },
         )];
         let err = NativeRedo
-            .reconstruct(key, Lsn(0x20), Some(page_with(|_| {})), &bad)
+            .reconstruct(key, Lsn(0x20), Some(page_with(|_| {})), &bad, NO_CHECKSUMS)
             .unwrap_err();
         assert!(matches!(err, RedoError::Failed { .. }), "{err}");
         // No base page.
-        assert!(NativeRedo.reconstruct(key, Lsn(0x20), None, &recs).is_err());
+        assert!(NativeRedo
+            .reconstruct(key, Lsn(0x20), None, &recs, NO_CHECKSUMS)
+            .is_err());
     }
 
     #[test]
-    fn postgres_records_unsupported_but_smgr_truncate_native() {
+    fn unsupported_postgres_records_and_native_smgr_truncate() {
         let rel = RelTag::new(1663, 5, 16384, VISIBILITYMAP_FORKNUM);
         let key = rel_block_to_key(rel, 0);
         let rnode = RelFileNode {
@@ -358,7 +415,8 @@ mod tests {
             dbnode: 5,
             relnode: 16384,
         };
-        let heap = RecordBuilder::new(10, 0x00)
+        // No rmgr has native redo for a block of XLOG/NOOP.
+        let heap = RecordBuilder::new(0, info::xlog::NOOP)
             .block(
                 BlockSpec::new(0, rnode, VISIBILITYMAP_FORKNUM, 0)
                     .with_data(Bytes::from_static(b"x")),
@@ -377,10 +435,11 @@ mod tests {
                         rec: heap.clone(),
                     },
                 )],
+                NO_CHECKSUMS,
             )
             .unwrap_err();
         assert!(
-            matches!(&err, RedoError::Unsupported { what, .. } if what.contains("Heap/INSERT")),
+            matches!(&err, RedoError::Unsupported { what, .. } if what.contains("XLOG/NOOP")),
             "{err}"
         );
         // A record stored on a page it does not reference is refused.
@@ -396,6 +455,7 @@ mod tests {
                         rec: heap,
                     },
                 )],
+                NO_CHECKSUMS,
             )
             .unwrap_err();
         assert!(matches!(err, RedoError::Failed { .. }), "{err}");
@@ -424,6 +484,7 @@ mod tests {
                         rec: trunc.clone(),
                     },
                 )],
+                NO_CHECKSUMS,
             )
             .unwrap();
         assert_eq!(out[24], 0xFF);
@@ -444,6 +505,7 @@ mod tests {
                         rec: trunc,
                     },
                 )],
+                NO_CHECKSUMS,
             )
             .is_err());
     }
@@ -469,6 +531,7 @@ mod tests {
                         flags: 0x03,
                     },
                 )],
+                NO_CHECKSUMS,
             )
             .unwrap_err();
         // Heap block 5 is on VM page 0, not 1.
@@ -481,6 +544,7 @@ mod tests {
                 Lsn(1),
                 Some(page_with(|_| {})),
                 &[(Lsn(1), WalRecord::MultixactOffsetCreate { mid: 2, moff: 9 })],
+                NO_CHECKSUMS,
             )
             .unwrap();
         assert_eq!(&out[8..12], &9u32.to_le_bytes());

@@ -46,7 +46,7 @@ use self::layer_manager::LayerManager;
 use super::resources::StorageResources;
 use super::storage_layer::layer::Layer;
 use super::storage_layer::layer_desc::LayerName;
-use crate::walredo::Redo;
+use crate::walredo::{ClusterSettings, Redo};
 
 /// Prefix of in-memory layers' scratch files in the timeline directory.
 const EPHEMERAL_PREFIX: &str = "ephemeral-";
@@ -103,6 +103,11 @@ pub struct Timeline {
     tenant_conf: Arc<RwLock<TenantConfigToml>>,
     pub(crate) resources: Arc<StorageResources>,
     redo: Arc<dyn Redo>,
+    /// The cluster settings redo needs (data checksums, wal_log_hints), from
+    /// the timeline's `pg_control`: set when a cluster is imported, when
+    /// ingest changes the control file, and at load; a branch starts with
+    /// its ancestor's.
+    cluster_settings: Mutex<ClusterSettings>,
 
     pub(crate) layers: tokio::sync::RwLock<LayerManager>,
     last_record_lsn: watch::Sender<Lsn>,
@@ -200,6 +205,10 @@ impl Timeline {
         let mut manager = LayerManager::default();
         manager.apply(layers, &[]);
         let disk_consistent = index.disk_consistent_lsn;
+        let cluster_settings = ancestor
+            .as_ref()
+            .map(|a: &Arc<Timeline>| a.cluster_settings())
+            .unwrap_or_default();
         Arc::new(Timeline {
             tenant_shard_id: params.tenant_shard_id,
             timeline_id: params.timeline_id,
@@ -211,6 +220,7 @@ impl Timeline {
             tenant_conf: params.tenant_conf,
             resources: params.resources,
             redo: params.redo,
+            cluster_settings: Mutex::new(cluster_settings),
             layers: tokio::sync::RwLock::new(manager),
             last_record_lsn: watch::Sender::new(disk_consistent),
             prev_record_lsn: Mutex::new(index.prev_record_lsn),
@@ -230,6 +240,21 @@ impl Timeline {
 
     pub fn dir(&self) -> &Utf8Path {
         &self.dir
+    }
+
+    /// The settings reconstruction uses (see the field's documentation).
+    pub fn cluster_settings(&self) -> ClusterSettings {
+        *self
+            .cluster_settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_cluster_settings(&self, settings: ClusterSettings) {
+        *self
+            .cluster_settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = settings;
     }
 
     pub fn generation(&self) -> Generation {

@@ -384,7 +384,9 @@ impl Timeline {
         }
         st.records.reverse();
         let base = st.image.map(|(_, img)| img);
-        Ok(self.redo.reconstruct(key, lsn, base, &st.records)?)
+        Ok(self
+            .redo
+            .reconstruct(key, lsn, base, &st.records, self.cluster_settings())?)
     }
 }
 
