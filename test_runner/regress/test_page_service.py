@@ -18,7 +18,8 @@ from fixtures.pagestream import PAGE_SIZE, PageServiceConnection, PgError, RelTa
 from fixtures.utils import format_lsn, random_id
 
 REL = RelTag(1663, 1, 16384, 0)
-BASE_LSN = 0x0100_0000
+# Above the LSN of the cluster a bootstrap imports (initdb: about 0/1500000).
+BASE_LSN = 0x1000_0000
 
 
 def rel_key(block: int) -> str:

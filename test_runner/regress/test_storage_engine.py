@@ -22,7 +22,8 @@ QUIET_TENANT = {
     "checkpoint_timeout": "10m",
     "pitr_interval": "0s",
 }
-BASE_LSN = 0x0100_0000
+# Above the LSN of the cluster a bootstrap imports (initdb: about 0/1500000).
+BASE_LSN = 0x1000_0000
 
 
 def rel_key(block: int, rel: int = 16384) -> str:
@@ -59,6 +60,14 @@ def put_images(ps, tenant: str, timeline: str, blocks: range, lsn: int) -> None:
     ps.http.dev_put(tenant, timeline, format_lsn(lsn), [image(b, lsn) for b in blocks])
 
 
+def written_layers(http, tenant: str, timeline: str) -> list[dict]:
+    """The historic layers holding what the test wrote: all but the one(s)
+    with the cluster the bootstrap imported (ending at its initdb LSN)."""
+    initdb_lsn = parse_lsn(http.timeline_detail(tenant, timeline)["initdb_lsn"])
+    layers = http.layer_map_info(tenant, timeline)["historic_layers"]
+    return [layer for layer in layers if parse_lsn(layer["lsn_end"]) > initdb_lsn + 1]
+
+
 def timeline_dir(ps, tenant: str, timeline: str) -> Path:
     return ps.workdir / "tenants" / tenant / "timelines" / timeline
 
@@ -74,7 +83,7 @@ def test_put_read_checkpoint_restart(ps) -> None:
     assert parse_lsn(info["last_record_lsn"]) == lsn2
     assert parse_lsn(info["disk_consistent_lsn"]) < lsn2, "nothing was flushed yet"
     layers = http.layer_map_info(tenant, timeline)
-    assert layers["historic_layers"] == []
+    assert written_layers(http, tenant, timeline) == []
     assert [layer["kind"] for layer in layers["in_memory_layers"]] == ["Open"]
 
     def check_reads() -> None:
@@ -90,7 +99,7 @@ def test_put_read_checkpoint_restart(ps) -> None:
     assert info["current_physical_size"] > 40 * 8192
     layers = http.layer_map_info(tenant, timeline)
     assert layers["in_memory_layers"] == []
-    [delta] = layers["historic_layers"]
+    [delta] = written_layers(http, tenant, timeline)
     assert delta["kind"] == "Delta" and delta["l0"] is True
     assert parse_lsn(delta["lsn_start"]) <= lsn1 < lsn2 < parse_lsn(delta["lsn_end"])
     assert (timeline_dir(ps, tenant, timeline) / "index.json").exists()
@@ -100,9 +109,7 @@ def test_put_read_checkpoint_restart(ps) -> None:
     info = http.timeline_detail(tenant, timeline)
     assert parse_lsn(info["last_record_lsn"]) == lsn2
     assert parse_lsn(info["disk_consistent_lsn"]) == lsn2
-    assert [layer["layer_file_name"] for layer in http.layer_map_info(tenant, timeline)["historic_layers"]] == [
-        delta["layer_file_name"]
-    ]
+    assert [layer["layer_file_name"] for layer in written_layers(http, tenant, timeline)] == [delta["layer_file_name"]]
     check_reads()
 
 
@@ -128,7 +135,7 @@ def test_compaction_images_and_gc(ps) -> None:
     for lsn in lsns:
         put_images(ps, tenant, timeline, range(24), lsn)
         http.timeline_checkpoint(tenant, timeline, compact=False)
-    layers = http.layer_map_info(tenant, timeline)["historic_layers"]
+    layers = written_layers(http, tenant, timeline)
     assert len(layers) == 4 and all(layer["l0"] for layer in layers), layers
 
     http.timeline_compact(tenant, timeline, force_l0_compaction=True, force_image_layer_creation=True)
@@ -301,7 +308,7 @@ def test_kill9_during_flush(ps) -> None:
     put_images(ps, tenant, timeline, range(16), lsn_a)
     http.timeline_checkpoint(tenant, timeline, compact=False)
     durable_layers = http.layer_map_info(tenant, timeline)["historic_layers"]
-    assert len(durable_layers) == 1
+    assert len(written_layers(http, tenant, timeline)) == 1
 
     put_images(ps, tenant, timeline, range(16), lsn_b)
     http.configure_failpoints(("flush-after-layer-write", "sleep(60000)"))
@@ -431,7 +438,7 @@ def test_corrupt_layer_file_gives_clean_error(ps) -> None:
     tenant, timeline = new_timeline(ps)
     put_images(ps, tenant, timeline, range(16), BASE_LSN)
     http.timeline_checkpoint(tenant, timeline, compact=False)
-    [layer] = http.layer_map_info(tenant, timeline)["historic_layers"]
+    [layer] = written_layers(http, tenant, timeline)
     other_tenant, other_timeline = new_timeline(ps)
     put_images(ps, other_tenant, other_timeline, range(4), BASE_LSN)
     http.timeline_checkpoint(other_tenant, other_timeline, compact=False)

@@ -63,8 +63,11 @@ def test_bootstrap_timeline(pageserver, tenant) -> None:
     _assert_timeline_info(info, tenant, timeline)
     assert info["ancestor_timeline_id"] is None
     assert info["ancestor_lsn"] is None
-    # Nothing imported yet: an empty timeline.
-    assert parse_lsn(info["last_record_lsn"]) == 0
+    # initdb's cluster, imported at its checkpoint and already on disk.
+    lsn = parse_lsn(info["last_record_lsn"])
+    assert lsn > 0x0100_0000, info
+    assert parse_lsn(info["initdb_lsn"]) == lsn, info
+    assert parse_lsn(info["disk_consistent_lsn"]) == lsn, info
 
     assert http.timeline_detail(tenant, timeline) == info
     assert http.timeline_list(tenant) == [info]

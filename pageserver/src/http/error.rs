@@ -82,6 +82,7 @@ impl From<MgrError> for ApiError {
             MgrError::Storage(StorageError::TimelineNotFound(_)) => ApiError::NotFound(msg),
             MgrError::Storage(StorageError::HasChildren(_)) => ApiError::PreconditionFailed(msg),
             MgrError::Broken(..)
+            | MgrError::Import(..)
             | MgrError::Persistence(_)
             | MgrError::Join(_)
             | MgrError::Storage(_) => ApiError::Internal(msg),

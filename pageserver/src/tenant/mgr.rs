@@ -39,6 +39,7 @@ use super::storage::{StorageError, TenantStorage, TimelineSpec};
 use super::timeline::Timeline;
 use super::Tenant;
 use crate::config::PageServerConf;
+use crate::import_datadir;
 use crate::walredo::Redo;
 use utils::generation::Generation;
 
@@ -65,6 +66,8 @@ pub enum MgrError {
     Broken(TenantShardId, String),
     #[error("pageserver is shutting down")]
     ShuttingDown,
+    #[error("creating timeline {0}: {1}")]
+    Import(TimelineId, String),
     #[error(transparent)]
     Persistence(#[from] PersistenceError),
     #[error("background task failed: {0}")]
@@ -512,10 +515,11 @@ impl TenantManager {
         let storage = Arc::clone(Self::storage_of(tenant)?);
         let meta = match &creation {
             CreationParams::Bootstrap { pg_version } => {
-                let meta = TimelineMetadata::new(timeline_id, None, *pg_version, creation.clone());
-                storage
-                    .create_timeline(timeline_id, *pg_version, meta.initdb_lsn)
-                    .await?;
+                let mut meta =
+                    TimelineMetadata::new(timeline_id, None, *pg_version, creation.clone());
+                let (tl, summary) = self.bootstrap(&storage, timeline_id).await?;
+                meta.initdb_lsn = summary.lsn;
+                meta.disk_consistent_lsn = tl.get_disk_consistent_lsn();
                 meta
             }
             CreationParams::Branch {
@@ -566,6 +570,57 @@ impl TenantManager {
         tenant.timelines.insert(timeline_id, meta.clone());
         tracing::info!(tenant_id = %id, %timeline_id, "created timeline");
         Ok(tenant.timeline_info(&meta).await)
+    }
+
+    /// `initdb` from `pg_distrib_dir`, the data directory imported as the
+    /// timeline's first image, flushed to disk before the creation is
+    /// acknowledged. The scratch directory is in the system's temporary
+    /// directory, where initdb's `postgres` user can reach it when we run as
+    /// root.
+    async fn bootstrap(
+        &self,
+        storage: &TenantStorage,
+        timeline_id: TimelineId,
+    ) -> Result<(Arc<Timeline>, import_datadir::ImportSummary), MgrError> {
+        let opts = import_datadir::InitdbOptions::default();
+        let scratch = std::env::temp_dir();
+        let imported = import_datadir::bootstrap_timeline(
+            storage,
+            timeline_id,
+            self.conf.pg_distrib_dir.as_std_path(),
+            &scratch,
+            &opts,
+        )
+        .await
+        .map_err(|e| e.to_string());
+        let result = match imported {
+            Ok((tl, summary)) => match tl.freeze_and_flush().await {
+                Ok(()) => Ok((tl, summary)),
+                Err(e) => Err(format!("flushing the import: {e}")),
+            },
+            Err(e) => Err(e),
+        };
+        let (tl, summary) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                // Not acknowledged: take the half-created timeline away.
+                if storage.get(timeline_id).is_some() {
+                    if let Err(cleanup) = storage.delete_timeline(timeline_id).await {
+                        tracing::warn!(%timeline_id, "cannot remove unfinished timeline: {cleanup}");
+                    }
+                }
+                return Err(MgrError::Import(timeline_id, e));
+            }
+        };
+        tracing::info!(
+            %timeline_id,
+            lsn = %summary.lsn,
+            databases = summary.databases,
+            relation_forks = summary.relation_forks,
+            pages = summary.relation_pages,
+            "bootstrapped timeline from initdb"
+        );
+        Ok((tl, summary))
     }
 
     /// `DELETE /v1/tenant/:id/timeline/:timeline_id`.
