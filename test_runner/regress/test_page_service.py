@@ -15,7 +15,7 @@ import pytest
 
 from fixtures.metrics import parse_metrics
 from fixtures.pagestream import PAGE_SIZE, PageServiceConnection, PgError, RelTag
-from fixtures.utils import format_lsn, random_id
+from fixtures.utils import format_lsn, parse_lsn, random_id
 
 REL = RelTag(1663, 1, 16384, 0)
 # Above the LSN of the cluster a bootstrap imports (initdb: about 0/1500000).
@@ -113,10 +113,10 @@ def test_lsn_rules(env) -> None:
         # A request above the last record but with an old not_modified_since
         # is read at the last record LSN without waiting.
         assert conn.get_page(REL, 0, last + 0x10000, not_modified_since=BASE_LSN) == page(0, last)
-        # Relation metadata requests need ingest: an error, not a wrong answer.
+        # Pages written through the dev API have no relation behind them.
         conn.send_nblocks(REL, last)
         kind, _, rest = conn.read_response()
-        assert kind == 103 and b"ingest" in rest
+        assert kind == 103 and b"does not exist" in rest, rest
 
 
 def test_commands(env) -> None:
@@ -261,3 +261,51 @@ def test_pagebench_get_page_latest_lsn(env, pagebench_bin) -> None:
     result = subprocess.run(bad, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "Not found" in result.stderr, result.stderr
+
+
+def test_relation_metadata_of_bootstrapped_cluster(pageserver_factory, pg_bindir) -> None:
+    """Exists / Nblocks / GetPage / DbSize / GetSlruSegment on a bootstrapped
+    timeline agree with the files of a fresh initdb (initdb is deterministic:
+    same sizes and catalog pages for the same binary and options)."""
+    from fixtures.postgres import PgServer
+
+    ps = pageserver_factory({"wait_lsn_timeout": "2s"}).start()
+    tenant = ps.http.tenant_create()
+    timeline = random_id()
+    info = ps.http.timeline_create(tenant, timeline, pg_version=15)
+    lsn = parse_lsn(info["last_record_lsn"])
+    reference = PgServer(pg_bindir).init()
+    try:
+        base1 = reference.datadir / "base" / "1"
+        files = {int(p.name): p.stat().st_size for p in base1.iterdir() if p.name.isdigit()}
+        with PageServiceConnection(ps.pg_addr) as conn:
+            conn.start_pagestream(tenant, timeline, 3)
+            for relnode, size in sorted(files.items()):
+                rel = RelTag(1663, 1, relnode, 0)
+                assert conn.exists(rel, lsn), relnode
+                assert conn.nblocks(rel, lsn) == size // PAGE_SIZE, relnode
+            # pg_class: every page as initdb wrote it.
+            pg_class = (base1 / "1259").read_bytes()
+            for blk in range(len(pg_class) // PAGE_SIZE):
+                assert conn.get_page(RelTag(1663, 1, 1259, 0), blk, lsn) == pg_class[blk * PAGE_SIZE : (blk + 1) * PAGE_SIZE]
+            # Past the end: zeroes. A missing relation does not exist; its
+            # FSM/VM are empty, its main fork an error.
+            assert conn.get_page(RelTag(1663, 1, 1259, 0), 10_000, lsn) == bytes(PAGE_SIZE)
+            missing = RelTag(1663, 1, 999_999, 0)
+            assert not conn.exists(missing, lsn)
+            assert conn.nblocks(RelTag(1663, 1, 999_999, 2), lsn) == 0
+            with pytest.raises(PgError, match="does not exist"):
+                conn.nblocks(missing, lsn)
+            with pytest.raises(PgError, match="relnode 0"):
+                conn.exists(RelTag(1663, 1, 0, 0), lsn)
+            # DbSize: every fork of every relation of template1.
+            all_forks = sum(p.stat().st_size for p in base1.iterdir() if p.name[0].isdigit() and "." not in p.name)
+            assert conn.db_size(1, lsn) == all_forks
+            # pg_xact/0000 (initdb's bootstrap transactions committed).
+            assert conn.slru_segment(0, 0, lsn) == (reference.datadir / "pg_xact" / "0000").read_bytes()
+            with pytest.raises(PgError, match="does not exist"):
+                conn.slru_segment(0, 0x77, lsn)
+            # The stream still works after those errors.
+            assert conn.nblocks(RelTag(1663, 1, 1259, 0), lsn) == len(pg_class) // PAGE_SIZE
+    finally:
+        reference.cleanup()

@@ -45,24 +45,17 @@ pub struct RequestHeader {
     pub not_modified_since: Lsn,
 }
 
-/// SLRU kinds of `GetSlruSegment`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SlruKind {
-    Clog = 0,
-    MultiXactMembers = 1,
-    MultiXactOffsets = 2,
+/// SLRU kinds of `GetSlruSegment`: on the wire, one byte with the kind's
+/// key code (0 clog, 1 multixact members, 2 multixact offsets).
+pub use crate::reltag::SlruKind;
+
+fn slru_kind(v: u8) -> Result<SlruKind, PagestreamError> {
+    SlruKind::from_code(v.into()).map_err(|_| PagestreamError::BadSlruKind(v))
 }
 
-impl TryFrom<u8> for SlruKind {
-    type Error = PagestreamError;
-    fn try_from(v: u8) -> Result<Self, Self::Error> {
-        match v {
-            0 => Ok(SlruKind::Clog),
-            1 => Ok(SlruKind::MultiXactMembers),
-            2 => Ok(SlruKind::MultiXactOffsets),
-            other => Err(PagestreamError::BadSlruKind(other)),
-        }
-    }
+fn slru_kind_code(kind: SlruKind) -> u8 {
+    // Codes are 0..=2.
+    kind.code() as u8
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +200,7 @@ impl Request {
             tag::GET_SLRU_SEGMENT => {
                 let hdr = get_header(&mut buf, v, t, total)?;
                 need(&buf, t, total, 5)?;
-                let kind = SlruKind::try_from(buf.get_u8())?;
+                let kind = slru_kind(buf.get_u8())?;
                 Request::GetSlruSegment {
                     hdr,
                     kind,
@@ -245,7 +238,7 @@ impl Request {
             Request::GetSlruSegment { hdr, kind, segno } => {
                 buf.put_u8(tag::GET_SLRU_SEGMENT);
                 put_header(&mut buf, v, hdr);
-                buf.put_u8(*kind as u8);
+                buf.put_u8(slru_kind_code(*kind));
                 buf.put_u32(*segno);
             }
         }
@@ -274,7 +267,7 @@ fn put_request_body(buf: &mut BytesMut, req: &Request) {
         }
         Request::DbSize { dbnode, .. } => buf.put_u32(*dbnode),
         Request::GetSlruSegment { kind, segno, .. } => {
-            buf.put_u8(*kind as u8);
+            buf.put_u8(slru_kind_code(*kind));
             buf.put_u32(*segno);
         }
     }

@@ -14,19 +14,22 @@
 //! `min(last_record_lsn, request_lsn)`.
 //!
 //! Relation metadata (sizes, existence, database sizes, SLRU segments) comes
-//! from WAL ingest's key space; until ingest lands (issue 4), requests that
-//! need it are answered with a pagestream error naming that, and GetPage of
-//! a block no layer holds returns a zero page, as Postgres does for a block
-//! past the end of a relation.
+//! from the Postgres-level view of the timeline ([`DatadirView`]). GetPage
+//! of a block at or past the relation's size returns a zero page, as Neon
+//! does; the sizes of the relations in a batch are read in the same
+//! vectored read as its pages. A block of a key space without a size key
+//! (pages written through the dev API) is served as stored, or zeroes.
 
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use pageserver_api::key::{rel_block_to_key, Key};
+use pageserver_api::key::{rel_block_to_key, rel_size_to_key, Key};
 use pageserver_api::keyspace::KeySpace;
 use pageserver_api::pagestream::{self, ProtocolVersion, Request, RequestHeader, Response};
+use pageserver_api::reltag::{FSM_FORKNUM, VISIBILITYMAP_FORKNUM};
 use utils::lsn::Lsn;
 
+use crate::pgdatadir_mapping::{format::decode_size, DatadirError, DatadirView};
 use crate::tenant::timeline::read::{GetVectoredError, PageReconstructError};
 use crate::tenant::timeline::{Timeline, WaitLsnError};
 
@@ -91,22 +94,30 @@ pub async fn effective_lsn(tl: &Timeline, hdr: &RequestHeader) -> Result<Lsn, Re
 }
 
 /// Serves a batch of GetPage requests that share `lsn` with one vectored
-/// read; one response per request, in order (a block asked for twice is
-/// read once and answered twice).
+/// read (with the size keys of their relations); one response per request,
+/// in order (a block asked for twice is read once and answered twice).
 pub async fn get_pages(
     tl: &Timeline,
     lsn: Lsn,
     batch: &[Request],
 ) -> Vec<Result<Response, RequestError>> {
-    let keys: Vec<Key> = batch
+    let targets: Vec<Option<(Key, Key, u32)>> = batch
         .iter()
         .map(|r| match r {
-            Request::GetPage { rel, blkno, .. } => rel_block_to_key(*rel, *blkno),
-            // Callers only batch GetPage; anything else gets no key.
-            _ => Key::MIN,
+            Request::GetPage { rel, blkno, .. } => Some((
+                rel_block_to_key(*rel, *blkno),
+                rel_size_to_key(*rel),
+                *blkno,
+            )),
+            // Callers only batch GetPage.
+            _ => None,
         })
         .collect();
-    let mut ranges: Vec<_> = keys.iter().map(|k| *k..k.next()).collect();
+    let mut ranges: Vec<_> = targets
+        .iter()
+        .flatten()
+        .flat_map(|(page, size, _)| [*page..page.next(), *size..size.next()])
+        .collect();
     ranges.sort_by_key(|r| r.start);
     ranges.dedup();
     let result = tl.get_vectored(KeySpace { ranges }, lsn).await;
@@ -119,19 +130,36 @@ pub async fn get_pages(
     };
     batch
         .iter()
-        .zip(keys)
-        .map(|(req, key)| {
-            let page = match values.get(&key) {
-                Some(Ok(page)) => page.clone(),
-                Some(Err(PageReconstructError::MissingKey { .. })) => zero_page(),
-                None => {
-                    return Err(RequestError::Recoverable(format!(
-                        "Read error: no result for key {key} at {lsn}"
-                    )))
-                }
+        .zip(targets)
+        .map(|(req, target)| {
+            let Some((key, size_key, blkno)) = target else {
+                return Err(bad_request("not a GetPage request"));
+            };
+            let beyond_end = match values.get(&size_key) {
+                Some(Ok(v)) => match decode_size("relation size", v) {
+                    Ok(n) => blkno >= n,
+                    Err(e) => return Err(RequestError::Recoverable(format!("Read error: {e}"))),
+                },
+                Some(Err(PageReconstructError::MissingKey { .. })) | None => false,
                 Some(Err(e)) => {
-                    tracing::warn!(%key, %lsn, "cannot reconstruct page: {e}");
                     return Err(RequestError::Recoverable(format!("Read error: {e}")));
+                }
+            };
+            let page = if beyond_end {
+                zero_page()
+            } else {
+                match values.get(&key) {
+                    Some(Ok(page)) => page.clone(),
+                    Some(Err(PageReconstructError::MissingKey { .. })) => zero_page(),
+                    None => {
+                        return Err(RequestError::Recoverable(format!(
+                            "Read error: no result for key {key} at {lsn}"
+                        )))
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(%key, %lsn, "cannot reconstruct page: {e}");
+                        return Err(RequestError::Recoverable(format!("Read error: {e}")));
+                    }
                 }
             };
             Ok(Response::GetPage {
@@ -172,13 +200,79 @@ fn vectored_error(e: &GetVectoredError) -> RequestError {
     }
 }
 
-/// Serves a request that is not a GetPage.
+/// The default tablespace, the one DbSize counts (as Neon does).
+const DEFAULTTABLESPACE_OID: u32 = 1663;
+
+/// Serves a request that is not a GetPage, at its effective LSN.
 pub async fn other_request(tl: &Timeline, req: &Request) -> Result<Response, RequestError> {
-    effective_lsn(tl, req.header()).await?;
-    Err(RequestError::Recoverable(format!(
-        "Bad request: {} needs relation metadata from WAL ingest, which this build does not have yet",
-        request_name(req)
-    )))
+    let lsn = effective_lsn(tl, req.header()).await?;
+    let view = DatadirView::new(tl, lsn);
+    let read = |e: DatadirError| RequestError::Recoverable(format!("Read error: {e}"));
+    match req {
+        Request::Exists { rel, .. } => {
+            check_relnode(rel.relnode)?;
+            let exists = view.rel_exists(*rel).await.map_err(read)?;
+            Ok(Response::Exists {
+                req: req.clone(),
+                exists,
+            })
+        }
+        Request::Nblocks { rel, .. } => {
+            check_relnode(rel.relnode)?;
+            let n_blocks = match view.rel_size(*rel).await.map_err(read)? {
+                Some(n) => n,
+                // The maps are created lazily: a missing one is empty.
+                None if matches!(rel.forknum, FSM_FORKNUM | VISIBILITYMAP_FORKNUM) => 0,
+                None => {
+                    return Err(RequestError::Recoverable(format!(
+                        "Read error: relation {rel} does not exist at {lsn}"
+                    )))
+                }
+            };
+            Ok(Response::Nblocks {
+                req: req.clone(),
+                n_blocks,
+            })
+        }
+        Request::DbSize { dbnode, .. } => {
+            let bytes = view
+                .db_size(DEFAULTTABLESPACE_OID, *dbnode)
+                .await
+                .map_err(read)?;
+            Ok(Response::DbSize {
+                req: req.clone(),
+                db_size: i64::try_from(bytes).unwrap_or(i64::MAX),
+            })
+        }
+        Request::GetSlruSegment { kind, segno, .. } => {
+            let Some(n) = view.slru_segment_size(*kind, *segno).await.map_err(read)? else {
+                return Err(RequestError::Recoverable(format!(
+                    "Read error: {kind} segment {segno:04X} does not exist at {lsn}"
+                )));
+            };
+            let mut segment = BytesMut::with_capacity(n as usize * pagestream::PAGE_SIZE);
+            for blkno in 0..n {
+                segment
+                    .extend_from_slice(&view.slru_page(*kind, *segno, blkno).await.map_err(read)?);
+            }
+            Ok(Response::GetSlruSegment {
+                req: req.clone(),
+                segment: segment.freeze(),
+            })
+        }
+        Request::GetPage { .. } => {
+            let mut out = get_pages(tl, lsn, std::slice::from_ref(req)).await;
+            out.pop()
+                .unwrap_or_else(|| Err(bad_request("no response for GetPage")))
+        }
+    }
+}
+
+fn check_relnode(relnode: u32) -> Result<(), RequestError> {
+    if relnode == 0 {
+        return Err(bad_request("invalid relnode 0"));
+    }
+    Ok(())
 }
 
 pub fn request_name(req: &Request) -> &'static str {
