@@ -91,6 +91,8 @@ pub enum ImportError {
     Initdb(#[from] InitdbError),
     #[error("creating the timeline: {0}")]
     Storage(#[from] StorageError),
+    #[error("the source Postgres: {0}")]
+    Source(String),
 }
 
 /// What an import stored.
@@ -259,9 +261,13 @@ fn scan_datadir(pgdata: &Path) -> Result<Scan, ImportError> {
     Ok(scan)
 }
 
-/// Reads a file that must be whole 8 KiB pages.
-fn read_pages(path: &Path) -> Result<Bytes, ImportError> {
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
+/// Reads a file that must be whole 8 KiB pages (or, with
+/// `whole_pages_only`, whose partial last page is dropped).
+fn read_pages(path: &Path, whole_pages_only: bool) -> Result<Bytes, ImportError> {
+    let mut bytes = std::fs::read(path).map_err(io_err(path))?;
+    if whole_pages_only {
+        bytes.truncate(bytes.len() - bytes.len() % BLCKSZ);
+    }
     if bytes.len() % BLCKSZ != 0 {
         return Err(ImportError::BadFile {
             path: path.to_owned(),
@@ -282,14 +288,37 @@ async fn blocking<T: Send + 'static>(
         })?
 }
 
+/// Where a data directory comes from, which decides the LSN it is
+/// imported at and what is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatadirOrigin {
+    /// A cleanly shut down cluster: imported at its checkpoint.
+    ShutDown,
+    /// A base backup (a fuzzy copy of a running cluster): imported at the
+    /// backup's start LSN (its checkpoint's redo point); WAL from there on
+    /// makes every page consistent by the backup's end LSN. A relation file
+    /// caught mid-extension keeps only its whole pages.
+    Backup { start_lsn: Lsn },
+}
+
 /// Imports the stopped cluster in `pgdata` into `tl`, which must be empty
 /// below the cluster's checkpoint LSN. See the module documentation.
 pub async fn import_datadir(
     tl: &Arc<Timeline>,
     pgdata: &Path,
 ) -> Result<ImportSummary, ImportError> {
+    import_datadir_as(tl, pgdata, DatadirOrigin::ShutDown).await
+}
+
+/// [`import_datadir`] for a data directory of the given origin.
+pub async fn import_datadir_as(
+    tl: &Arc<Timeline>,
+    pgdata: &Path,
+    origin: DatadirOrigin,
+) -> Result<ImportSummary, ImportError> {
     let dir = pgdata.to_owned();
     let scan = blocking(move || scan_datadir(&dir)).await?;
+    let whole_pages_only = matches!(origin, DatadirOrigin::Backup { .. });
     let control_path = pgdata.join("global/pg_control");
     let control =
         ControlFileData::decode(&scan.control).map_err(|source| ImportError::ControlFile {
@@ -302,12 +331,15 @@ pub async fn import_datadir(
             expected: tl.pg_version,
         });
     }
-    let lsn = control.check_point;
+    let lsn = match origin {
+        DatadirOrigin::ShutDown => control.check_point,
+        DatadirOrigin::Backup { start_lsn } => start_lsn,
+    };
     let clean = matches!(
         control.state,
         DbState::Shutdowned | DbState::ShutdownedInRecovery
     ) && control.check_point_copy.redo == lsn;
-    if !clean {
+    if !clean && origin == DatadirOrigin::ShutDown {
         return Err(ImportError::NotShutDown {
             pgdata: pgdata.to_owned(),
             state: control.state.description(),
@@ -355,7 +387,7 @@ pub async fn import_datadir(
                         reason: format!("segment {segno} without segment {i} before it"),
                     });
                 }
-                let bytes = read_pages(path)?;
+                let bytes = read_pages(path, whole_pages_only)?;
                 let full = RELSEG_SIZE as usize * BLCKSZ;
                 if i + 1 < files.len() && bytes.len() != full {
                     return Err(ImportError::BadFile {
@@ -390,7 +422,7 @@ pub async fn import_datadir(
 
     for (kind, segno, path) in &scan.slru {
         let p = path.clone();
-        let bytes = blocking(move || read_pages(&p)).await?;
+        let bytes = blocking(move || read_pages(&p, whole_pages_only)).await?;
         let npages = (bytes.len() / BLCKSZ) as u32;
         if npages > SLRU_PAGES_PER_SEGMENT {
             return Err(ImportError::BadFile {

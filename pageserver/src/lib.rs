@@ -9,10 +9,12 @@
 pub mod config;
 pub mod http;
 pub mod import_datadir;
+pub mod import_postgres;
 pub mod logging;
 pub mod metrics;
 pub mod page_service;
 pub mod pgdatadir_mapping;
 pub mod tenant;
 pub mod walingest;
+pub mod walreceiver;
 pub mod walredo;

@@ -144,7 +144,8 @@ pub struct TimelineCreateRequest {
 }
 
 /// The creation mode is chosen by which fields are present (`ancestor_timeline_id`
-/// ⇒ branch, `import_pgdata` ⇒ import, otherwise bootstrap), and then every
+/// ⇒ branch, `import_pgdata` ⇒ import, `import_from_postgres` ⇒ base backup of
+/// a running Postgres, otherwise bootstrap), and then every
 /// field is parsed strictly: a malformed ancestor id is an error, never a
 /// silent fall-through to another mode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +160,12 @@ pub enum TimelineCreateRequestMode {
     },
     ImportPgdata {
         import_pgdata: serde_json::Value,
+    },
+    /// Not in Neon's API: a base backup of a running Postgres, which the
+    /// timeline then follows.
+    ImportFromPostgres {
+        import_from_postgres: WalSourceConfig,
+        pg_version: Option<u32>,
     },
     Bootstrap {
         existing_initdb_timeline_id: Option<TimelineId>,
@@ -180,11 +187,29 @@ struct RawTimelineCreateMode {
     import_pgdata: Option<serde_json::Value>,
     #[serde(default)]
     existing_initdb_timeline_id: Option<TimelineId>,
+    #[serde(default)]
+    import_from_postgres: Option<WalSourceConfig>,
 }
 
 impl TryFrom<RawTimelineCreateMode> for TimelineCreateRequestMode {
     type Error = String;
     fn try_from(raw: RawTimelineCreateMode) -> Result<Self, Self::Error> {
+        if let Some(source) = raw.import_from_postgres {
+            if raw.ancestor_timeline_id.is_some()
+                || raw.import_pgdata.is_some()
+                || raw.existing_initdb_timeline_id.is_some()
+                || raw.ancestor_start_lsn.is_some()
+                || raw.read_only.is_some()
+            {
+                return Err(
+                    "import_from_postgres takes only new_timeline_id and pg_version".to_owned(),
+                );
+            }
+            return Ok(Self::ImportFromPostgres {
+                import_from_postgres: source,
+                pg_version: raw.pg_version,
+            });
+        }
         match (raw.ancestor_timeline_id, raw.import_pgdata) {
             (Some(_), Some(_)) => {
                 Err("ancestor_timeline_id and import_pgdata are mutually exclusive".to_owned())
@@ -258,6 +283,17 @@ pub struct TimelineInfo {
     pub rel_size_migration: Option<String>,
     pub rel_size_migrated_at: Option<Lsn>,
     pub is_invisible: Option<bool>,
+}
+
+/// Body of `PUT /v1/tenant/:t/timeline/:tl/wal_source`: the primary (or any
+/// server speaking the physical replication protocol) to follow, and the
+/// physical replication slot to stream through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalSourceConfig {
+    pub connstr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_name: Option<String>,
 }
 
 /// An element of the body of `PUT /v1/failpoints`.

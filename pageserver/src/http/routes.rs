@@ -4,7 +4,7 @@
 
 use http::{Method, StatusCode};
 use pageserver_api::models::{
-    FailpointConfig, LocationConfig, StatusResponse, TimelineCreateRequest,
+    FailpointConfig, LocationConfig, StatusResponse, TimelineCreateRequest, WalSourceConfig,
 };
 use pageserver_api::tenant_config::TenantConfig;
 use utils::id::TenantId;
@@ -117,6 +117,18 @@ pub static ROUTES: &[Route] = &[
         Tenant,
         timeline_dev_put
     ),
+    route!(
+        PUT,
+        "/v1/tenant/{tenant_shard_id}/timeline/{timeline_id}/wal_source",
+        Tenant,
+        timeline_wal_source_put
+    ),
+    route!(
+        DELETE,
+        "/v1/tenant/{tenant_shard_id}/timeline/{timeline_id}/wal_source",
+        Tenant,
+        timeline_wal_source_delete
+    ),
     route!(PUT, "/v1/failpoints", NodeWide, failpoints),
 ];
 
@@ -209,6 +221,30 @@ async fn timeline_delete(ctx: RequestContext) -> HandlerResult {
     let (id, timeline_id) = (ctx.tenant_shard_id()?, ctx.timeline_id()?);
     ctx.state.tenants.delete_timeline(id, timeline_id).await?;
     Ok(json_response(StatusCode::ACCEPTED, &()))
+}
+
+/// Follow a primary: the source is stored with the timeline (it survives
+/// restarts) and the walreceiver (re)starts at once. Answers the timeline.
+async fn timeline_wal_source_put(ctx: RequestContext) -> HandlerResult {
+    let (id, timeline_id) = (ctx.tenant_shard_id()?, ctx.timeline_id()?);
+    let source: WalSourceConfig = ctx.json()?;
+    let info = ctx
+        .state
+        .tenants
+        .set_wal_source(id, timeline_id, Some(source))
+        .await?;
+    ok_json(&info)
+}
+
+/// Stop following; idempotent.
+async fn timeline_wal_source_delete(ctx: RequestContext) -> HandlerResult {
+    let (id, timeline_id) = (ctx.tenant_shard_id()?, ctx.timeline_id()?);
+    let info = ctx
+        .state
+        .tenants
+        .set_wal_source(id, timeline_id, None)
+        .await?;
+    ok_json(&info)
 }
 
 /// Test hook, only with `dev_mode = true`: arms or disarms failpoints.

@@ -72,22 +72,29 @@ pub async fn effective_lsn(tl: &Timeline, hdr: &RequestHeader) -> Result<Lsn, Re
             "tried to request a page version that was garbage collected. requested at {request_lsn} gc cutoff {cutoff}"
         )));
     }
+    let readable = tl.min_readable_lsn();
+    if request_lsn < readable && request_lsn >= cutoff {
+        return Err(bad_request(format!(
+            "requested LSN {request_lsn} is below the timeline's minimum readable LSN {readable} (the end of the base backup it was imported from)"
+        )));
+    }
     let last = tl.get_last_record_lsn();
-    if not_modified_since > last {
+    // Reading before the timeline is consistent is never right: wait for
+    // the minimum readable LSN as for not_modified_since.
+    let wait_for = not_modified_since.max(readable);
+    if wait_for > last {
         let timeout = tl.resources.settings.wait_lsn_timeout;
-        tl.wait_lsn(not_modified_since, timeout)
-            .await
-            .map_err(|e| match e {
-                WaitLsnError::Timeout { .. } => RequestError::Recoverable(format!(
-                    "LSN timeout: {e}; disk consistent LSN={}",
-                    tl.get_disk_consistent_lsn()
-                )),
-                WaitLsnError::Cancelled => RequestError::Fatal {
-                    code: pq_proto::sqlstate::ADMIN_SHUTDOWN,
-                    message: "timeline is shutting down".to_owned(),
-                },
-            })?;
-        Ok(not_modified_since)
+        tl.wait_lsn(wait_for, timeout).await.map_err(|e| match e {
+            WaitLsnError::Timeout { .. } => RequestError::Recoverable(format!(
+                "LSN timeout: {e}; disk consistent LSN={}",
+                tl.get_disk_consistent_lsn()
+            )),
+            WaitLsnError::Cancelled => RequestError::Fatal {
+                code: pq_proto::sqlstate::ADMIN_SHUTDOWN,
+                message: "timeline is shutting down".to_owned(),
+            },
+        })?;
+        Ok(wait_for)
     } else {
         Ok(last.min(request_lsn))
     }

@@ -23,7 +23,7 @@ use camino::Utf8PathBuf;
 use pageserver_api::models::{
     LocationConfig, LocationConfigMode, LocationConfigResponse, TenantConfigResponse,
     TenantDetails, TenantInfo, TenantShardLocation, TimelineCreateRequest,
-    TimelineCreateRequestMode, TimelineInfo,
+    TimelineCreateRequestMode, TimelineInfo, WalSourceConfig,
 };
 use pageserver_api::tenant_config::TenantConfig;
 use tokio::sync::Mutex;
@@ -39,7 +39,7 @@ use super::storage::{StorageError, TenantStorage, TimelineSpec};
 use super::timeline::Timeline;
 use super::Tenant;
 use crate::config::PageServerConf;
-use crate::import_datadir;
+use crate::import_datadir::{self, ImportError};
 use crate::walredo::Redo;
 use utils::generation::Generation;
 
@@ -170,6 +170,22 @@ impl TenantManager {
         match storage.load_timelines(&specs).await {
             Ok(()) => {
                 storage.spawn_background_loops();
+                for meta in tenant.timelines.values() {
+                    let Some(tl) = storage.get(meta.timeline_id) else {
+                        continue;
+                    };
+                    tl.set_min_readable_lsn(meta.min_readable_lsn);
+                    let Some(source) = &meta.wal_source else {
+                        continue;
+                    };
+                    if let Err(e) = tl.set_wal_source(Some(source.clone())).await {
+                        tracing::error!(
+                            tenant_id = %tenant.id,
+                            timeline_id = %meta.timeline_id,
+                            "cannot start the walreceiver: {e}"
+                        );
+                    }
+                }
                 tenant.storage = Some(storage);
             }
             Err(e) => {
@@ -443,6 +459,46 @@ impl TenantManager {
         Ok(tenant.timeline_info(meta).await)
     }
 
+    /// `PUT` / `DELETE .../wal_source`: stores the timeline's WAL source
+    /// (durably, before the receiver starts) and (re)starts or stops its
+    /// walreceiver.
+    pub async fn set_wal_source(
+        &self,
+        id: TenantShardId,
+        timeline_id: TimelineId,
+        source: Option<WalSourceConfig>,
+    ) -> Result<TimelineInfo, MgrError> {
+        if let Some(s) = &source {
+            crate::walreceiver::validate_source(s)
+                .map_err(|e| MgrError::BadRequest(format!("invalid wal_source: {e}")))?;
+        }
+        let mut inner = self.lock().await?;
+        let tenant = Self::active_tenant(&inner, id)?;
+        let meta = tenant
+            .timelines
+            .get(&timeline_id)
+            .ok_or(MgrError::TimelineNotFound(id, timeline_id))?;
+        let tl = Self::storage_of(tenant)?
+            .get(timeline_id)
+            .ok_or(MgrError::TimelineNotFound(id, timeline_id))?;
+        let mut meta = meta.clone();
+        if meta.wal_source != source {
+            meta.wal_source = source.clone();
+            let path = self.tenants_path.clone();
+            let to_write = meta.clone();
+            blocking(move || persistence::write_timeline(&path, &id, &to_write)).await?;
+        }
+        tl.set_wal_source(source)
+            .await
+            .map_err(|e| MgrError::BadRequest(format!("cannot follow the WAL source: {e}")))?;
+        let tenant = inner
+            .tenants
+            .get_mut(&id)
+            .ok_or(MgrError::TenantNotFound(id))?;
+        tenant.timelines.insert(timeline_id, meta.clone());
+        Ok(tenant.timeline_info(&meta).await)
+    }
+
     /// `POST /v1/tenant/:id/timeline`: idempotent for identical parameters.
     pub async fn create_timeline(
         &self,
@@ -478,14 +534,20 @@ impl TenantManager {
                     "existing_initdb_timeline_id is not supported yet".to_owned(),
                 ))
             }
-            TimelineCreateRequestMode::Bootstrap { pg_version, .. } => {
-                let pg_version = pg_version.unwrap_or(SUPPORTED_PG_VERSION);
-                if pg_version != SUPPORTED_PG_VERSION {
-                    return Err(MgrError::BadRequest(format!(
-                        "pg_version {pg_version} is not supported (supported: {SUPPORTED_PG_VERSION})"
-                    )));
+            TimelineCreateRequestMode::Bootstrap { pg_version, .. } => CreationParams::Bootstrap {
+                pg_version: supported_version(pg_version)?,
+            },
+            TimelineCreateRequestMode::ImportFromPostgres {
+                import_from_postgres,
+                pg_version,
+            } => {
+                crate::walreceiver::validate_source(&import_from_postgres).map_err(|e| {
+                    MgrError::BadRequest(format!("invalid import_from_postgres: {e}"))
+                })?;
+                CreationParams::ImportFromPostgres {
+                    pg_version: supported_version(pg_version)?,
+                    source: import_from_postgres,
                 }
-                CreationParams::Bootstrap { pg_version }
             }
             TimelineCreateRequestMode::Branch {
                 ancestor_timeline_id,
@@ -513,6 +575,21 @@ impl TenantManager {
         }
 
         let storage = Arc::clone(Self::storage_of(tenant)?);
+        if let CreationParams::ImportFromPostgres { pg_version, source } = &creation {
+            // A base backup can take long: the manager is not locked
+            // meanwhile (the storage refuses a second timeline of this id).
+            drop(inner);
+            return self
+                .create_imported(
+                    id,
+                    timeline_id,
+                    *pg_version,
+                    source,
+                    storage,
+                    creation.clone(),
+                )
+                .await;
+        }
         let meta = match &creation {
             CreationParams::Bootstrap { pg_version } => {
                 let mut meta =
@@ -521,6 +598,9 @@ impl TenantManager {
                 meta.initdb_lsn = summary.lsn;
                 meta.disk_consistent_lsn = tl.get_disk_consistent_lsn();
                 meta
+            }
+            CreationParams::ImportFromPostgres { .. } => {
+                return Err(MgrError::BadRequest("import handled above".to_owned()))
             }
             CreationParams::Branch {
                 ancestor_timeline_id,
@@ -569,6 +649,89 @@ impl TenantManager {
             .ok_or(MgrError::TenantNotFound(id))?;
         tenant.timelines.insert(timeline_id, meta.clone());
         tracing::info!(tenant_id = %id, %timeline_id, "created timeline");
+        Ok(tenant.timeline_info(&meta).await)
+    }
+
+    /// Import from a running Postgres (see [`crate::import_postgres`]), then
+    /// the timeline follows that server through the same slot. Runs without
+    /// the manager's lock; it is taken again to record the timeline.
+    async fn create_imported(
+        &self,
+        id: TenantShardId,
+        timeline_id: TimelineId,
+        pg_version: u32,
+        source: &WalSourceConfig,
+        storage: Arc<TenantStorage>,
+        creation: CreationParams,
+    ) -> Result<TimelineInfo, MgrError> {
+        let scratch = std::env::temp_dir();
+        let imported = crate::import_postgres::import_from_postgres(
+            &storage,
+            timeline_id,
+            pg_version,
+            source,
+            &scratch,
+        )
+        .await;
+        let cleanup = |storage: Arc<TenantStorage>| async move {
+            if storage.get(timeline_id).is_some() {
+                if let Err(e) = storage.delete_timeline(timeline_id).await {
+                    tracing::warn!(%timeline_id, "cannot remove unfinished timeline: {e}");
+                }
+            }
+        };
+        let (tl, import) = match imported {
+            // Another request is creating this timeline: leave it alone.
+            Err(e @ ImportError::Storage(StorageError::TimelineExists(_))) => {
+                return Err(MgrError::Conflict(e.to_string()))
+            }
+            Err(e) => {
+                cleanup(Arc::clone(&storage)).await;
+                return Err(MgrError::Import(timeline_id, e.to_string()));
+            }
+            Ok(done) => done,
+        };
+        if let Err(e) = tl.freeze_and_flush().await {
+            cleanup(Arc::clone(&storage)).await;
+            return Err(MgrError::Import(
+                timeline_id,
+                format!("flushing the import: {e}"),
+            ));
+        }
+        let mut meta = TimelineMetadata::new(timeline_id, None, pg_version, creation);
+        meta.initdb_lsn = import.start_lsn;
+        meta.disk_consistent_lsn = tl.get_disk_consistent_lsn();
+        meta.min_readable_lsn = import.end_lsn;
+        meta.wal_source = Some(source.clone());
+        tl.set_min_readable_lsn(import.end_lsn);
+
+        let mut inner = self.lock().await?;
+        if !inner.tenants.contains_key(&id) {
+            cleanup(storage).await;
+            return Err(MgrError::TenantNotFound(id));
+        }
+        let path = self.tenants_path.clone();
+        let to_write = meta.clone();
+        if let Err(e) = blocking(move || persistence::write_timeline(&path, &id, &to_write)).await {
+            cleanup(storage).await;
+            return Err(e);
+        }
+        if let Err(e) = tl.set_wal_source(Some(source.clone())).await {
+            tracing::error!(%timeline_id, "cannot start the walreceiver: {e}");
+        }
+        tracing::info!(
+            tenant_id = %id,
+            %timeline_id,
+            start_lsn = %import.start_lsn,
+            end_lsn = %import.end_lsn,
+            pages = import.summary.relation_pages,
+            "imported timeline from a running Postgres"
+        );
+        let tenant = inner
+            .tenants
+            .get_mut(&id)
+            .ok_or(MgrError::TenantNotFound(id))?;
+        tenant.timelines.insert(timeline_id, meta.clone());
         Ok(tenant.timeline_info(&meta).await)
     }
 
@@ -659,6 +822,17 @@ impl TenantManager {
     }
 }
 
+/// `pg_version` of a create request (default 15), if this build supports it.
+fn supported_version(pg_version: Option<u32>) -> Result<u32, MgrError> {
+    let v = pg_version.unwrap_or(SUPPORTED_PG_VERSION);
+    if v != SUPPORTED_PG_VERSION {
+        return Err(MgrError::BadRequest(format!(
+            "pg_version {v} is not supported (supported: {SUPPORTED_PG_VERSION})"
+        )));
+    }
+    Ok(v)
+}
+
 /// The LSN a new branch of `ancestor` starts at: its last record LSN by
 /// default. An LSN below the ancestor's own branch point or GC cutoff is
 /// refused here; one above its last record LSN is waited for (up to
@@ -682,6 +856,12 @@ fn branch_lsn(
     if lsn < cutoff {
         return Err(MgrError::NotAcceptable(format!(
             "invalid branch start lsn {lsn}: below the GC cutoff {cutoff}"
+        )));
+    }
+    let readable = ancestor.min_readable_lsn();
+    if lsn < readable {
+        return Err(MgrError::NotAcceptable(format!(
+            "invalid branch start lsn {lsn}: below the ancestor's minimum readable LSN {readable}"
         )));
     }
     Ok(lsn)

@@ -103,6 +103,11 @@ impl Tenant {
                     0,
                 ),
             };
+        let receiver = live.as_ref().and_then(|tl| tl.wal_receiver_info());
+        let logical_size = match &live {
+            Some(tl) => logical_size(tl).await,
+            None => 0,
+        };
         let state = match (&self.broken, &live) {
             (Some(reason), _) => TimelineState::Broken {
                 reason: reason.clone(),
@@ -119,13 +124,16 @@ impl Tenant {
             last_record_lsn,
             prev_record_lsn,
             applied_gc_cutoff_lsn: gc_cutoff,
-            min_readable_lsn: gc_cutoff,
+            min_readable_lsn: live
+                .as_ref()
+                .map(|tl| tl.min_readable_lsn())
+                .unwrap_or(gc_cutoff.max(meta.min_readable_lsn)),
             disk_consistent_lsn,
             // Until remote storage exists, the local disk is all there is.
             remote_consistent_lsn: disk_consistent_lsn,
             remote_consistent_lsn_visible: disk_consistent_lsn,
             initdb_lsn: meta.initdb_lsn,
-            current_logical_size: 0,
+            current_logical_size: logical_size,
             current_logical_size_is_accurate: true,
             directory_entries_counts: Vec::new(),
             current_physical_size: Some(physical),
@@ -133,16 +141,36 @@ impl Tenant {
             pitr_history_size: 0,
             within_ancestor_pitr: false,
             timeline_dir_layer_file_size_sum: Some(physical),
-            wal_source_connstr: None,
-            last_received_msg_lsn: None,
-            last_received_msg_ts: None,
+            wal_source_connstr: receiver.as_ref().map(|r| r.0.clone()),
+            last_received_msg_lsn: receiver.as_ref().and_then(|r| r.2.last_received_msg_lsn),
+            last_received_msg_ts: receiver.as_ref().and_then(|r| {
+                r.2.last_received_msg_ts
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_micros())
+            }),
             pg_version: meta.pg_version,
             state,
-            walreceiver_status: "disconnected".to_owned(),
+            walreceiver_status: receiver
+                .map(|r| r.1)
+                .unwrap_or_else(|| "disconnected".to_owned()),
             is_archived: Some(false),
             rel_size_migration: None,
             rel_size_migrated_at: None,
             is_invisible: None,
+        }
+    }
+}
+
+/// Bytes of relation data at the timeline's last record LSN
+/// (`current_logical_size`); 0 for a timeline that holds no cluster, or
+/// whose directories cannot be read (logged).
+async fn logical_size(tl: &timeline::Timeline) -> u64 {
+    let view = crate::pgdatadir_mapping::DatadirView::new(tl, tl.get_last_record_lsn());
+    match view.logical_size().await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(timeline_id = %tl.timeline_id, "cannot compute the logical size: {e}");
+            0
         }
     }
 }

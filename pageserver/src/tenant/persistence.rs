@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use pageserver_api::models::LocationConfigMode;
+use pageserver_api::models::{LocationConfigMode, WalSourceConfig};
 use pageserver_api::tenant_config::TenantConfig;
 use serde::{Deserialize, Serialize};
 use utils::crashsafe;
@@ -56,6 +56,11 @@ pub enum CreationParams {
         ancestor_timeline_id: TimelineId,
         ancestor_start_lsn: Option<Lsn>,
     },
+    /// A base backup of a running Postgres (which the timeline follows).
+    ImportFromPostgres {
+        pg_version: u32,
+        source: WalSourceConfig,
+    },
 }
 
 /// `metadata.json` of a timeline.
@@ -71,6 +76,13 @@ pub struct TimelineMetadata {
     pub prev_record_lsn: Option<Lsn>,
     pub latest_gc_cutoff_lsn: Lsn,
     pub creation: CreationParams,
+    /// The LSN from which reads are consistent: the end of the base backup
+    /// for a timeline imported from a running Postgres, else 0.
+    #[serde(default)]
+    pub min_readable_lsn: Lsn,
+    /// The primary this timeline follows (`PUT .../wal_source`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_source: Option<WalSourceConfig>,
 }
 
 impl TimelineMetadata {
@@ -95,6 +107,8 @@ impl TimelineMetadata {
             prev_record_lsn: None,
             latest_gc_cutoff_lsn: ancestor_lsn,
             creation,
+            min_readable_lsn: Lsn::INVALID,
+            wal_source: None,
         }
     }
 

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use camino::{Utf8Path, Utf8PathBuf};
-use pageserver_api::models::{HistoricLayerInfo, InMemoryLayerInfo, LayerMapInfo};
+use pageserver_api::models::{HistoricLayerInfo, InMemoryLayerInfo, LayerMapInfo, WalSourceConfig};
 use pageserver_api::tenant_config::TenantConfigToml;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -46,6 +46,7 @@ use self::layer_manager::LayerManager;
 use super::resources::StorageResources;
 use super::storage_layer::layer::Layer;
 use super::storage_layer::layer_desc::LayerName;
+use crate::walreceiver::{ReceiverState, WalReceiver};
 use crate::walredo::{ClusterSettings, Redo};
 
 /// Prefix of in-memory layers' scratch files in the timeline directory.
@@ -108,6 +109,12 @@ pub struct Timeline {
     /// ingest changes the control file, and at load; a branch starts with
     /// its ancestor's.
     cluster_settings: Mutex<ClusterSettings>,
+    /// Reads below this LSN are refused: the end of the base backup a
+    /// timeline imported from a running Postgres was made from (before it,
+    /// pages may be torn or from different moments).
+    min_readable_lsn: Mutex<Lsn>,
+    /// The walreceiver following this timeline's WAL source, if any.
+    wal_receiver: Mutex<Option<WalReceiver>>,
 
     pub(crate) layers: tokio::sync::RwLock<LayerManager>,
     last_record_lsn: watch::Sender<Lsn>,
@@ -221,6 +228,8 @@ impl Timeline {
             resources: params.resources,
             redo: params.redo,
             cluster_settings: Mutex::new(cluster_settings),
+            min_readable_lsn: Mutex::new(Lsn::INVALID),
+            wal_receiver: Mutex::new(None),
             layers: tokio::sync::RwLock::new(manager),
             last_record_lsn: watch::Sender::new(disk_consistent),
             prev_record_lsn: Mutex::new(index.prev_record_lsn),
@@ -240,6 +249,57 @@ impl Timeline {
 
     pub fn dir(&self) -> &Utf8Path {
         &self.dir
+    }
+
+    /// Follows `source` from now on (stopping a receiver that followed
+    /// another), or stops following with `None`.
+    pub async fn set_wal_source(
+        self: &Arc<Self>,
+        source: Option<WalSourceConfig>,
+    ) -> Result<(), String> {
+        self.stop_wal_receiver().await;
+        if let Some(source) = source {
+            let receiver = WalReceiver::start(Arc::clone(self), source)?;
+            *self.wal_receiver.lock().unwrap_or_else(|p| p.into_inner()) = Some(receiver);
+        }
+        Ok(())
+    }
+
+    async fn stop_wal_receiver(&self) {
+        let receiver = self
+            .wal_receiver
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(r) = receiver {
+            r.stop().await;
+        }
+    }
+
+    /// The WAL source (password removed), the receiver's status line and
+    /// state, if the timeline follows one.
+    pub fn wal_receiver_info(&self) -> Option<(String, String, ReceiverState)> {
+        let guard = self.wal_receiver.lock().unwrap_or_else(|p| p.into_inner());
+        guard
+            .as_ref()
+            .map(|r| (r.source_redacted.clone(), r.status(), r.state()))
+    }
+
+    /// The lowest LSN public reads (page service, backups, branches) may
+    /// use: the GC cutoff, or the end of the backup an import started from.
+    pub fn min_readable_lsn(&self) -> Lsn {
+        let imported = *self
+            .min_readable_lsn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        imported.max(self.get_gc_cutoff_lsn())
+    }
+
+    pub fn set_min_readable_lsn(&self, lsn: Lsn) {
+        *self
+            .min_readable_lsn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = lsn;
     }
 
     /// The settings reconstruction uses (see the field's documentation).
@@ -357,6 +417,8 @@ impl Timeline {
     /// Stops background work and waits for it. With `flush`, everything
     /// ingested is written to layer files first.
     pub async fn shutdown(&self, flush: bool) {
+        // Stop ingest first, so the final flush has everything it ingested.
+        self.stop_wal_receiver().await;
         if flush && !self.cancel.is_cancelled() {
             if let Err(e) = self.freeze_and_flush().await {
                 tracing::warn!(timeline_id = %self.timeline_id, "flush at shutdown failed: {e}");
