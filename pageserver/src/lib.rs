@@ -6,6 +6,7 @@
 //! ([`logging`]), metrics ([`metrics`]), the tenant/timeline registry with its
 //! crash-safe on-disk state ([`tenant`]) and the HTTP management API ([`http`]).
 
+pub mod basebackup;
 pub mod config;
 pub mod http;
 pub mod import_datadir;

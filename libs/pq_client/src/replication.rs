@@ -224,27 +224,23 @@ impl ReplicationStream {
         if self.done {
             return Ok(None);
         }
-        loop {
-            match self.conn.read_message().await? {
-                BackendMessage::Message(Message::CopyData(body)) => {
-                    return parse_replication_message(copy_data_bytes(body)).map(Some)
-                }
-                BackendMessage::Message(Message::CopyDone) => {
-                    self.done = true;
-                    // Answer the server's CopyDone, as a walreceiver does.
-                    self.conn.send_copy_done().await?;
-                    return Ok(None);
-                }
-                BackendMessage::Message(Message::ErrorResponse(e)) => {
-                    self.done = true;
-                    return Err(server_error(&e));
-                }
-                other => {
-                    return Err(ClientError::Protocol(format!(
-                        "unexpected message in the replication stream: {other:?}"
-                    )))
-                }
+        match self.conn.read_message().await? {
+            BackendMessage::Message(Message::CopyData(body)) => {
+                parse_replication_message(copy_data_bytes(body)).map(Some)
             }
+            BackendMessage::Message(Message::CopyDone) => {
+                self.done = true;
+                // Answer the server's CopyDone, as a walreceiver does.
+                self.conn.send_copy_done().await?;
+                Ok(None)
+            }
+            BackendMessage::Message(Message::ErrorResponse(e)) => {
+                self.done = true;
+                Err(server_error(&e))
+            }
+            other => Err(ClientError::Protocol(format!(
+                "unexpected message in the replication stream: {other:?}"
+            ))),
         }
     }
 

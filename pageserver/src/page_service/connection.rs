@@ -16,15 +16,19 @@ use pageserver_api::config::AuthType;
 use pageserver_api::pagestream::{ProtocolVersion, Request};
 use pq_proto::framed::ReadError;
 use pq_proto::{sqlstate, BeMessage, ErrorSeverity, FeMessage, FeStartupPacket, MessageReader};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use std::io::Write as _;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use utils::auth::{check_permission, Claims};
 use utils::id::{TenantId, TimelineId};
+use utils::lsn::Lsn;
 use utils::shard::TenantShardId;
 
 use super::commands::{self, Command};
 use super::pagestream::{self, RequestError};
 use super::PageServiceState;
+use crate::basebackup::{self, BackupKind};
 use crate::tenant::timeline::Timeline;
 
 /// Largest frontend message accepted (requests are tiny; passwords are JWTs).
@@ -332,15 +336,156 @@ where
                 self.queue(BeMessage::DataRow(&[millis.as_deref().map(str::as_bytes)]));
                 self.queue(BeMessage::CommandComplete("SELECT 1"));
             }
-            Command::Basebackup { .. } | Command::Fullbackup { .. } => {
+            Command::Basebackup {
+                tenant_id,
+                timeline_id,
+                lsn,
+                gzip,
+                replica: _,
+            } => {
+                self.backup(tenant_id, timeline_id, lsn, None, BackupKind::Lazy, gzip)
+                    .await?
+            }
+            Command::Fullbackup {
+                tenant_id,
+                timeline_id,
+                lsn,
+                prev_lsn,
+            } => {
+                self.backup(
+                    tenant_id,
+                    timeline_id,
+                    lsn,
+                    prev_lsn,
+                    BackupKind::Full,
+                    false,
+                )
+                .await?
+            }
+        }
+        Ok(())
+    }
+
+    /// `basebackup` / `fullbackup`: CopyOutResponse, the tar stream in
+    /// CopyData messages (gzip-compressed on request), CopyDone and
+    /// CommandComplete; an error after the stream started ends it with an
+    /// ErrorResponse instead, which clients notice after the tar.
+    async fn backup(
+        &mut self,
+        tenant_id: TenantId,
+        timeline_id: TimelineId,
+        lsn: Option<Lsn>,
+        prev_lsn: Option<Lsn>,
+        kind: BackupKind,
+        gzip: bool,
+    ) -> Result<(), ConnectionError> {
+        let Some(tl) = self
+            .lookup(TenantShardId::unsharded(tenant_id), timeline_id)
+            .await
+        else {
+            return Ok(());
+        };
+        let lsn = match self.backup_lsn(&tl, lsn).await {
+            Ok(lsn) => lsn,
+            Err(message) => {
                 self.queue(BeMessage::ErrorResponse {
                     severity: ErrorSeverity::Error,
-                    code: sqlstate::FEATURE_NOT_SUPPORTED,
-                    message: "basebackup is not available in this build yet",
+                    code: sqlstate::INTERNAL_ERROR,
+                    message: &message,
+                });
+                return Ok(());
+            }
+        };
+        let prev_lsn = prev_lsn.or_else(|| {
+            (lsn == tl.get_last_record_lsn())
+                .then(|| tl.get_prev_record_lsn())
+                .flatten()
+        });
+        self.queue(BeMessage::CopyOutResponse);
+        self.flush().await?;
+        let started = Instant::now();
+        let (mut tar_out, tar_in) = tokio::io::duplex(1 << 20);
+        let produce = basebackup::send_basebackup(&tl, lsn, prev_lsn, kind, tar_in);
+        let consume = async {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut gz = gzip
+                .then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+            let mut sent = 0u64;
+            loop {
+                let n = tar_out.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                sent += n as u64;
+                match gz.as_mut() {
+                    Some(enc) => {
+                        enc.write_all(&buf[..n])?;
+                        if enc.get_ref().len() >= 128 * 1024 {
+                            let chunk = std::mem::take(enc.get_mut());
+                            self.queue(BeMessage::CopyData(&chunk));
+                            self.flush().await?;
+                        }
+                    }
+                    None => {
+                        self.queue(BeMessage::CopyData(&buf[..n]));
+                        self.flush().await?;
+                    }
+                }
+            }
+            if let Some(enc) = gz {
+                let rest = enc.finish()?;
+                self.queue(BeMessage::CopyData(&rest));
+                self.flush().await?;
+            }
+            Ok::<u64, ConnectionError>(sent)
+        };
+        let (produced, consumed) = tokio::join!(produce, consume);
+        let sent = consumed?;
+        match produced {
+            Ok(()) => {
+                self.queue(BeMessage::CopyDone);
+                self.queue(BeMessage::CommandComplete("SELECT 1"));
+                tracing::info!(
+                    %timeline_id, %lsn, ?kind, gzip, bytes = sent,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "sent basebackup"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(%timeline_id, %lsn, "basebackup failed: {e}");
+                self.queue(BeMessage::ErrorResponse {
+                    severity: ErrorSeverity::Error,
+                    code: sqlstate::INTERNAL_ERROR,
+                    message: &format!("basebackup failed: {e}"),
                 });
             }
         }
         Ok(())
+    }
+
+    /// The LSN a backup is taken at: the requested one once ingested (it
+    /// must be readable), else the last record LSN (waiting for the
+    /// minimum readable LSN if the timeline is still catching up).
+    async fn backup_lsn(&self, tl: &Timeline, lsn: Option<Lsn>) -> Result<Lsn, String> {
+        let timeout = tl.resources.settings.wait_lsn_timeout;
+        let readable = tl.min_readable_lsn();
+        let target = lsn.unwrap_or(readable);
+        let wait = tl.wait_lsn(target.max(readable), timeout);
+        tokio::select! {
+            r = wait => r.map_err(|e| format!("invalid basebackup lsn: {e}"))?,
+            _ = self.cancel.cancelled() => return Err("server is shutting down".to_owned()),
+        }
+        match lsn {
+            Some(l) if l < readable && !tl.is_leased(l) => Err(format!(
+                "invalid basebackup lsn {l}: below the minimum readable LSN {readable}"
+            )),
+            Some(l) if l < tl.ancestor_lsn => Err(format!(
+                "invalid basebackup lsn {l}: below the timeline's branch point {}",
+                tl.ancestor_lsn
+            )),
+            Some(l) => Ok(l),
+            None => Ok(tl.get_last_record_lsn()),
+        }
     }
 
     /// The timeline, or an ErrorResponse queued and `None`.

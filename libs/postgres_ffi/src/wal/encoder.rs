@@ -318,6 +318,51 @@ impl WalWriter {
         }
     }
 
+    /// Like [`Self::new`], but the first record goes at `at` inside its
+    /// page: output starts at that page's boundary with a header whose
+    /// XLP_FIRST_IS_CONTRECORD remaining length covers the bytes before
+    /// `at`, so readers starting at the page skip them as the tail of an
+    /// earlier record (which is how a basebackup's bootstrap segment starts
+    /// mid-page). `at` must be MAXALIGNed and not inside the page header
+    /// ([`Self::record_position`] gives such a position).
+    pub fn new_at(
+        format: WalFormat,
+        seg_size: WalSegmentSize,
+        tli: TimeLineId,
+        sysid: u64,
+        at: Lsn,
+        prev_record: Lsn,
+    ) -> Self {
+        let mut w = Self::new(format, seg_size, tli, sysid, at, prev_record);
+        let header_end = w.start.0 + w.header_len(w.start) as u64;
+        if at.0 > header_end {
+            w.page_header((at.0 - header_end) as u32);
+            w.out.put_bytes(0, (at.0 - header_end) as usize);
+        }
+        w
+    }
+
+    /// Where a record written after `lsn` starts: MAXALIGNed, and past the
+    /// page header when that would land inside it.
+    pub fn record_position(seg_size: WalSegmentSize, lsn: Lsn) -> Lsn {
+        let at = Lsn(maxalign(lsn.0 as usize) as u64);
+        let page = at.0 - at.0 % XLOG_BLCKSZ as u64;
+        let header = if seg_size.offset(Lsn(page)) == 0 {
+            super::page_header::SIZE_OF_XLOG_LONG_PHD
+        } else {
+            super::page_header::SIZE_OF_XLOG_SHORT_PHD
+        };
+        Lsn(at.0.max(page + header as u64))
+    }
+
+    fn header_len(&self, page: Lsn) -> usize {
+        if self.seg_size.offset(page) == 0 {
+            super::page_header::SIZE_OF_XLOG_LONG_PHD
+        } else {
+            super::page_header::SIZE_OF_XLOG_SHORT_PHD
+        }
+    }
+
     /// LSN just after the bytes produced so far.
     pub fn end_lsn(&self) -> Lsn {
         Lsn(self.start.0 + self.out.len() as u64)
@@ -441,6 +486,40 @@ mod tests {
         assert!(p1.rem_len > 8192);
         let p2 = XLogPageHeader::decode(&bytes[16384..]).unwrap();
         assert_eq!(p2.rem_len, p1.rem_len - (8192 - 24));
+    }
+
+    #[test]
+    fn first_record_mid_page() {
+        let seg = WalSegmentSize::new(1 << 20).unwrap();
+        assert_eq!(
+            WalWriter::record_position(seg, Lsn(0x10_2001)),
+            Lsn(0x10_2018)
+        );
+        let at = WalWriter::record_position(seg, Lsn(0x10_2101));
+        assert_eq!(at, Lsn(0x10_2108));
+        assert_eq!(
+            WalWriter::record_position(seg, Lsn(0x10_2000)),
+            Lsn(0x10_2000 + 24)
+        );
+        assert_eq!(
+            WalWriter::record_position(seg, Lsn(0x10_0000)),
+            Lsn(0x10_0000 + SIZE_OF_XLOG_LONG_PHD as u64)
+        );
+        let mut w = WalWriter::new_at(WAL_FORMAT, seg, 1, 99, at, Lsn(0));
+        let rec = RecordBuilder::new(0, 0x30).main_data(Bytes::from_static(&[1, 2, 3, 4]));
+        let (start, _) = w.append(&rec);
+        assert_eq!(start, at);
+        assert_eq!(w.start_lsn(), Lsn(0x10_2000));
+        let hdr = XLogPageHeader::decode(w.bytes()).unwrap();
+        assert_eq!(hdr.info, XLP_FIRST_IS_CONTRECORD);
+        assert_eq!(hdr.rem_len, 0x108 - 24);
+        // A reader starting at the page skips to the record.
+        let cfg = crate::wal::WalDecoderConfig::new(crate::PgMajorVersion::V15, seg);
+        let mut d = crate::wal::WalStreamDecoder::new(Lsn(0x10_2000), cfg).unwrap();
+        d.feed(w.bytes());
+        let r = d.next_record().unwrap().unwrap();
+        assert_eq!(r.lsn, at);
+        assert_eq!(&r.main_data[..], &[1, 2, 3, 4]);
     }
 
     #[test]
