@@ -50,6 +50,11 @@ const EFFECTIVE_KEYS: &[&str] = &[
     "max_vectored_read_bytes",
     "get_vectored_concurrent_io",
     "image_compression",
+    "listen_pg_addr",
+    "pg_auth_type",
+    "pg_distrib_dir",
+    "page_service_pipelining",
+    "page_service_max_connections",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -137,6 +137,24 @@ pub static PAGESTREAM_BATCH_SIZE: LazyLock<Histogram> = LazyLock::new(|| {
 });
 
 /// Open page service (libpq) connections.
+/// Time GetPage batches waited for the tenant's `timeline_get_throttle`.
+pub static PAGE_SERVICE_THROTTLED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "pageserver_page_service_throttled_microseconds_total",
+        "Microseconds GetPage requests were delayed by the per-tenant read throttle"
+    )
+    .unwrap_or_else(|e| panic!("metric registration is static: {e}"))
+});
+
+/// Page service connections refused at `page_service_max_connections`.
+pub static PAGE_SERVICE_REFUSED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "pageserver_page_service_connections_refused_total",
+        "Page service connections refused because too many were open"
+    )
+    .unwrap_or_else(|e| panic!("metric registration is static: {e}"))
+});
+
 pub static PAGE_SERVICE_CONNECTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(
         "pageserver_page_service_connections",

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from fixtures.metrics import parse_metrics
+from fixtures.metrics import parse_metrics, sample_value
 from fixtures.pagestream import PAGE_SIZE, PageServiceConnection, PgError, RelTag
-from fixtures.utils import format_lsn, parse_lsn, random_id
+from fixtures.utils import format_lsn, parse_lsn, random_id, wait_until
 
 REL = RelTag(1663, 1, 16384, 0)
 # Above the LSN of the cluster a bootstrap imports (initdb: about 0/1500000).
@@ -309,3 +309,50 @@ def test_relation_metadata_of_bootstrapped_cluster(pageserver_factory, pg_bindir
             assert conn.nblocks(RelTag(1663, 1, 1259, 0), lsn) == len(pg_class) // PAGE_SIZE
     finally:
         reference.cleanup()
+
+
+def test_get_page_throttle_delays_reads(pageserver_factory) -> None:
+    """`timeline_get_throttle` (100 pages/s, no burst) delays GetPage; the
+    computed delays are counted in a metric (not timed here)."""
+    ps = pageserver_factory({"dev_mode": True}).start()
+    throttle = {
+        "task_kinds": ["PageRequestHandler"],
+        "initial": 0,
+        "refill_interval": "100ms",
+        "refill_amount": 10,
+        "max": 10,
+    }
+    tenant = ps.http.tenant_create(compaction_period="0s", gc_period="0s", timeline_get_throttle=throttle)
+    timeline = random_id()
+    ps.http.timeline_create(tenant, timeline, pg_version=15)
+    put(ps, tenant, timeline, range(40), BASE_LSN)
+
+    def throttled_us() -> float:
+        return sample_value(parse_metrics(ps.http.metrics()), "pageserver_page_service_throttled_microseconds_total")
+
+    before = throttled_us()
+    with PageServiceConnection(ps.pg_addr) as conn:
+        conn.start_pagestream(tenant, timeline)
+        for block in range(40):
+            assert conn.get_page(REL, block, BASE_LSN) == page(block, BASE_LSN)
+    # 40 pages at 100/s from an empty bucket: about 0.4 s of delay in all.
+    assert throttled_us() - before >= 300_000
+
+
+def test_connection_limit(pageserver_factory) -> None:
+    ps = pageserver_factory({"page_service_max_connections": 2}).start()
+    first, second = PageServiceConnection(ps.pg_addr), PageServiceConnection(ps.pg_addr)
+    try:
+        with pytest.raises(PgError) as e:
+            PageServiceConnection(ps.pg_addr)
+        assert e.value.code == "53300", e.value.fields
+        first.close()
+
+        def another() -> bool:
+            PageServiceConnection(ps.pg_addr).close()
+            return True
+
+        assert wait_until(another, 10)
+        assert second.query("set x = 1") == []
+    finally:
+        second.close()

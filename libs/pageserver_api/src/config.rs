@@ -438,6 +438,9 @@ pub struct ConfigToml {
     pub l0_flush: Option<L0FlushConfig>,
     pub no_sync: Option<bool>,
     pub page_service_pipelining: PageServicePipelining,
+    /// Not in Neon: most page service connections open at once; more are
+    /// refused with SQLSTATE 53300.
+    pub page_service_max_connections: usize,
     pub get_vectored_concurrent_io: GetVectoredConcurrentIo,
     pub enable_read_path_debugging: Option<bool>,
     pub validate_wal_contiguity: Option<bool>,
@@ -511,6 +514,7 @@ impl Default for ConfigToml {
             l0_flush: None,
             no_sync: None,
             page_service_pipelining: PageServicePipelining::default(),
+            page_service_max_connections: 1000,
             get_vectored_concurrent_io: GetVectoredConcurrentIo::default(),
             enable_read_path_debugging: None,
             validate_wal_contiguity: None,

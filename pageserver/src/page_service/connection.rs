@@ -47,6 +47,23 @@ pub enum ConnectionError {
     Closed(String),
 }
 
+/// Answers a connection we will not serve with a FATAL ErrorResponse
+/// (SQLSTATE 53300, as Postgres does at `max_connections`) and closes it.
+pub async fn refuse(mut socket: tokio::net::TcpStream, message: &str) {
+    let mut out = BytesMut::new();
+    BeMessage::ErrorResponse {
+        severity: ErrorSeverity::Fatal,
+        code: sqlstate::TOO_MANY_CONNECTIONS,
+        message,
+    }
+    .write(&mut out);
+    let write = async {
+        socket.write_all(&out).await?;
+        socket.shutdown().await
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), write).await;
+}
+
 pub struct Connection<R, W> {
     state: Arc<PageServiceState>,
     reader: MessageReader<R>,
@@ -594,6 +611,11 @@ where
                 }
             }
             let run: Vec<Request> = batch[i..j].iter().map(|(r, _)| r.clone()).collect();
+            let waited = tl.throttle_page_reads(run.len() as u32).await;
+            if !waited.is_zero() {
+                crate::metrics::PAGE_SERVICE_THROTTLED
+                    .inc_by(waited.as_micros().try_into().unwrap_or(u64::MAX));
+            }
             results.extend(pagestream::get_pages(tl, lsn, &run).await);
             i = j;
         }

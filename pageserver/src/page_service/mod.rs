@@ -29,6 +29,8 @@ pub struct PageServiceState {
     pub auth: Option<Arc<JwtAuth>>,
     /// Most GetPage requests served as one vectored read.
     pub max_batch_size: usize,
+    /// One permit per open connection (`page_service_max_connections`).
+    pub connection_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl PageServiceState {
@@ -46,6 +48,9 @@ impl PageServiceState {
             auth_type: conf.pg_auth_type,
             auth,
             max_batch_size,
+            connection_slots: Arc::new(tokio::sync::Semaphore::new(
+                conf.toml.page_service_max_connections,
+            )),
         }
     }
 }
@@ -79,9 +84,19 @@ pub async fn serve(
         let _ = socket.set_nodelay(true);
         let state = Arc::clone(&state);
         let cancel = cancel.clone();
+        let Ok(slot) = Arc::clone(&state.connection_slots).try_acquire_owned() else {
+            tracing::warn!(%peer, "page service connection refused: too many connections");
+            crate::metrics::PAGE_SERVICE_REFUSED.inc();
+            tokio::spawn(async move {
+                let _guard = guard;
+                connection::refuse(socket, "too many page service connections").await;
+            });
+            continue;
+        };
         crate::metrics::PAGE_SERVICE_CONNECTIONS.inc();
         tokio::spawn(async move {
             let _guard = guard;
+            let _slot = slot;
             let (read, write) = socket.into_split();
             let result = Connection::new(state, read, write, cancel).run().await;
             crate::metrics::PAGE_SERVICE_CONNECTIONS.dec();

@@ -15,6 +15,7 @@ pub mod persistence;
 pub mod resources;
 pub mod storage;
 pub mod storage_layer;
+pub mod throttle;
 pub mod timeline;
 
 use std::collections::BTreeMap;

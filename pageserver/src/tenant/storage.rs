@@ -29,6 +29,7 @@ use utils::lsn::Lsn;
 use utils::shard::TenantShardId;
 
 use super::resources::{BackgroundKind, StorageResources};
+use super::throttle::Throttle;
 use super::timeline::compaction::CompactionError;
 use super::timeline::flush::FlushError;
 use super::timeline::gc::GcOutcome;
@@ -77,6 +78,7 @@ pub struct TenantStorage {
     conf: Arc<RwLock<TenantConfigToml>>,
     resources: Arc<StorageResources>,
     redo: Arc<dyn Redo>,
+    throttle: Arc<Throttle>,
     timelines: Mutex<BTreeMap<TimelineId, Arc<Timeline>>>,
     cancel: CancellationToken,
     gate: Gate,
@@ -98,6 +100,7 @@ impl TenantStorage {
             conf: Arc::new(RwLock::new(conf)),
             resources,
             redo,
+            throttle: Arc::new(Throttle::default()),
             timelines: Mutex::new(BTreeMap::new()),
             cancel: CancellationToken::new(),
             gate: Gate::default(),
@@ -140,6 +143,7 @@ impl TenantStorage {
             tenant_conf: Arc::clone(&self.conf),
             resources: Arc::clone(&self.resources),
             redo: Arc::clone(&self.redo),
+            throttle: Arc::clone(&self.throttle),
         }
     }
 

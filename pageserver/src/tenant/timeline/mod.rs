@@ -46,6 +46,7 @@ use self::layer_manager::LayerManager;
 use super::resources::StorageResources;
 use super::storage_layer::layer::Layer;
 use super::storage_layer::layer_desc::LayerName;
+use super::throttle::Throttle;
 use crate::walreceiver::{ReceiverState, WalReceiver};
 use crate::walredo::{ClusterSettings, Redo};
 
@@ -90,6 +91,8 @@ pub struct TimelineParams {
     pub tenant_conf: Arc<RwLock<TenantConfigToml>>,
     pub resources: Arc<StorageResources>,
     pub redo: Arc<dyn Redo>,
+    /// The tenant's page read throttle.
+    pub throttle: Arc<Throttle>,
 }
 
 pub struct Timeline {
@@ -104,6 +107,7 @@ pub struct Timeline {
     tenant_conf: Arc<RwLock<TenantConfigToml>>,
     pub(crate) resources: Arc<StorageResources>,
     redo: Arc<dyn Redo>,
+    throttle: Arc<Throttle>,
     /// The cluster settings redo needs (data checksums, wal_log_hints), from
     /// the timeline's `pg_control`: set when a cluster is imported, when
     /// ingest changes the control file, and at load; a branch starts with
@@ -227,6 +231,7 @@ impl Timeline {
             tenant_conf: params.tenant_conf,
             resources: params.resources,
             redo: params.redo,
+            throttle: params.throttle,
             cluster_settings: Mutex::new(cluster_settings),
             min_readable_lsn: Mutex::new(Lsn::INVALID),
             wal_receiver: Mutex::new(None),
@@ -283,6 +288,22 @@ impl Timeline {
         guard
             .as_ref()
             .map(|r| (r.source_redacted.clone(), r.status(), r.state()))
+    }
+
+    /// Waits as the tenant's `timeline_get_throttle` says before reading
+    /// `pages` pages for the page service; returns how long it waited.
+    pub async fn throttle_page_reads(&self, pages: u32) -> Duration {
+        let conf = self.conf().timeline_get_throttle;
+        let wait = self
+            .throttle
+            .reserve(&conf, pages, std::time::Instant::now());
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.cancel.cancelled() => {}
+            }
+        }
+        wait
     }
 
     /// The lowest LSN public reads (page service, backups, branches) may
