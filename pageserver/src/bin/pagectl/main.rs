@@ -7,11 +7,19 @@
 //!   per mismatch and, as the last line, the JSON summary. Exit status 0
 //!   only when nothing mismatched; 1 on mismatches; 2 when the WAL cannot be
 //!   read at all.
+//! - `ingest-bench --workdir <dir> <pgdata> <pg_wal>`: decode + ingest
+//!   throughput of real WAL (see [`ingest_bench`]).
 //! - `mask-pages [--fork N] [--first-block B] <in> <out>`: applies the
 //!   redo library's per-access-method masks (those of PostgreSQL's
 //!   consistency checks) to every 8 KiB page of a relation file (or any
 //!   sequence of pages of one fork, the first being block B), so that two
 //!   copies of a relation can be compared byte for byte.
+
+mod ingest_bench;
+
+// The server's allocator, so that measurements match the server's.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,6 +50,19 @@ enum Cmd {
         #[arg(long)]
         end: Option<Lsn>,
     },
+    /// Measure decode + ingest of the WAL written after a base backup.
+    IngestBench {
+        /// An empty (or missing) directory for the throwaway storage.
+        #[arg(long)]
+        workdir: PathBuf,
+        /// Node-wide in-memory layer budget in MiB (0: none).
+        #[arg(long, default_value_t = 0)]
+        ephemeral_budget_mb: u64,
+        /// The base backup (with backup_label) or shut down data directory.
+        pgdata: PathBuf,
+        /// The pg_wal directory with the WAL from the backup's start on.
+        pg_wal: PathBuf,
+    },
     /// Mask the pages of a relation file for comparison.
     MaskPages {
         /// Fork number (0 main, 1 FSM, 2 VM, 3 init).
@@ -58,6 +79,18 @@ enum Cmd {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Cmd::WalVerify { pg_wal, start, end } => wal_verify(pg_wal, start, end),
+        Cmd::IngestBench {
+            workdir,
+            ephemeral_budget_mb,
+            pgdata,
+            pg_wal,
+        } => match ingest_bench::run(&pgdata, &pg_wal, &workdir, ephemeral_budget_mb) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Cmd::MaskPages {
             fork,
             first_block,

@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Decode + ingest throughput of pgbench WAL, side by side with PostgreSQL
+15's own redo of the same WAL (crash recovery from a base backup).
+
+    scripts/bench-ingest.py [--scale 10] [--duration 60] [--clients 4]
+                            [--pagectl target/release/pagectl] [--budget-mb 0]
+
+1. initdb a cluster, `pgbench -i -s SCALE`, `pg_basebackup -X none` (the
+   starting point), then `pgbench -T DURATION` (the WAL to replay), stop.
+2. PostgreSQL: the backup plus that WAL in its pg_wal, started with no
+   signal file: crash recovery replays from the backup's checkpoint to the
+   end of WAL; the figures are PostgreSQL's own "redo done … system usage"
+   log line (CPU user/system, elapsed).
+3. Ours: `pagectl ingest-bench` on the same backup and WAL (decode +
+   ingest into a throwaway storage, then flush).
+
+Prints both, records/s and records per CPU-second, and the ratio, and the
+last line is one JSON object. Needs PostgreSQL 15 binaries
+(/usr/lib/postgresql/15/bin) and a release build of pagectl. Runs as root
+by using the postgres OS user for the server programs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Runner:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            pw = pwd.getpwnam("postgres")
+            os.chown(base, pw.pw_uid, pw.pw_gid)
+
+    def run(self, program: str, *args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
+        argv = [str(PG_BIN / program), *args]
+        if self.as_root:
+            argv = ["runuser", "-u", "postgres", "--", *argv]
+        return subprocess.run(argv, check=check, capture_output=capture, text=True, cwd=self.base)
+
+
+def log_line(path: Path, pattern: str, timeout: float) -> re.Match:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        m = re.search(pattern, text)
+        if m:
+            return m
+        time.sleep(0.2)
+    raise SystemExit(f"{pattern!r} not in {path} after {timeout}s:\n{text[-3000:]}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=int, default=10)
+    ap.add_argument("--duration", type=int, default=60)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--pagectl", default="target/release/pagectl")
+    ap.add_argument("--budget-mb", type=int, default=0)
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = ap.parse_args()
+
+    base = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    os.chmod(base, 0o755)
+    r = Runner(base)
+    primary, backup, replay, work = base / "primary", base / "backup", base / "replay", base / "work"
+    port = free_port()
+    try:
+        r.run("initdb", "-D", str(primary), "-U", "postgres", "--auth=trust", "--no-sync")
+        with open(primary / "postgresql.conf", "a") as conf:
+            conf.write(
+                f"port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{base}'\n"
+                "wal_level = replica\nmax_wal_size = '64GB'\nwal_keep_size = '64GB'\n"
+                "checkpoint_timeout = '1h'\nautovacuum = off\nfsync = off\n"
+            )
+        r.run("pg_ctl", "-D", str(primary), "-l", str(base / "primary.log"), "-w", "start")
+        conn = ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
+        print(f"pgbench -i -s {args.scale} ...", file=sys.stderr)
+        r.run("pgbench", *conn, "-i", "-q", "-s", str(args.scale), "postgres")
+        r.run("pg_basebackup", *conn, "-D", str(backup), "-X", "none", "-c", "fast")
+        print(f"pgbench -T {args.duration} -c {args.clients} ...", file=sys.stderr)
+        tps = r.run("pgbench", *conn, "-c", str(args.clients), "-j", "2", "-T", str(args.duration), "postgres").stdout
+        r.run("pg_ctl", "-D", str(primary), "-m", "fast", "-w", "stop")
+
+        # PostgreSQL's redo of the same WAL.
+        shutil.copytree(backup, replay, symlinks=True)
+        for seg in sorted((primary / "pg_wal").iterdir()):
+            if re.fullmatch(r"[0-9A-F]{24}", seg.name):
+                shutil.copy2(seg, replay / "pg_wal" / seg.name)
+        if r.as_root:
+            subprocess.run(["chown", "-R", "postgres:postgres", str(replay)], check=True)
+        os.chmod(replay, 0o700)
+        with open(replay / "postgresql.conf", "a") as conf:
+            conf.write(f"port = {free_port()}\n")
+        r.run("pg_ctl", "-D", str(replay), "-l", str(base / "replay.log"), "-w", "-t", "3600", "start")
+        m = log_line(
+            base / "replay.log",
+            r"redo done at (\S+) system usage: CPU: user: ([\d.]+) s, system: ([\d.]+) s, elapsed: ([\d.]+) s",
+            3600,
+        )
+        pg_end, pg_user, pg_sys, pg_elapsed = m.group(1), float(m.group(2)), float(m.group(3)), float(m.group(4))
+        r.run("pg_ctl", "-D", str(replay), "-m", "immediate", "-w", "stop", check=False)
+
+        # Ours.
+        out = subprocess.run(
+            [args.pagectl, "ingest-bench", "--workdir", str(work), "--ephemeral-budget-mb", str(args.budget_mb), str(backup), str(primary / "pg_wal")],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode != 0:
+            raise SystemExit(f"pagectl ingest-bench failed:\n{out.stderr[-3000:]}")
+        ours = json.loads(out.stdout.strip().splitlines()[-1])
+
+        records = ours["records"]
+        # "redo done at" names the start of the last record replayed.
+        if ours["last_record_lsn"] != pg_end:
+            print(f"warning: PostgreSQL's redo ended at {pg_end}, ours at {ours['last_record_lsn']}", file=sys.stderr)
+        pg_cpu = pg_user + pg_sys
+        result = {
+            "scale": args.scale,
+            "duration_s": args.duration,
+            "pgbench_tps": float(re.search(r"tps = ([\d.]+)", tps).group(1)) if "tps = " in tps else None,
+            "records": records,
+            "wal_bytes": ours["bytes"],
+            "fpi_share": ours["fpi_bytes"] / max(ours["bytes"], 1),
+            "postgres": {
+                "redo_end": pg_end,
+                "cpu_s": pg_cpu,
+                "elapsed_s": pg_elapsed,
+                "records_per_s": records / max(pg_elapsed, 1e-9),
+                "records_per_cpu_s": records / max(pg_cpu, 1e-9),
+                "mb_per_s": ours["bytes"] / max(pg_elapsed, 1e-9) / 1e6,
+            },
+            "pageserver": {
+                "end_lsn": ours["end_lsn"],
+                "cpu_s": ours["ingest_cpu_s"],
+                "elapsed_s": ours["ingest_wall_s"],
+                "records_per_s": ours["records_per_s"],
+                "records_per_cpu_s": ours["records_per_cpu_s"],
+                "mb_per_s": ours["mb_per_s"],
+                "flush_s": ours["flush_wall_s"],
+                "max_rss_kib": ours["max_rss_kib"],
+            },
+        }
+        result["ratio_records_per_cpu_s"] = result["pageserver"]["records_per_cpu_s"] / result["postgres"]["records_per_cpu_s"]
+        result["ratio_records_per_s"] = result["pageserver"]["records_per_s"] / result["postgres"]["records_per_s"]
+        p, o = result["postgres"], result["pageserver"]
+        print(
+            f"{records} records, {ours['bytes'] / 1e6:.1f} MB WAL ({100 * result['fpi_share']:.0f} % FPI bytes)\n"
+            f"PostgreSQL redo : {p['elapsed_s']:.2f} s, {p['cpu_s']:.2f} CPU-s, {p['records_per_s']:.0f} rec/s, "
+            f"{p['records_per_cpu_s']:.0f} rec/CPU-s, {p['mb_per_s']:.1f} MB/s\n"
+            f"pageserver      : {o['elapsed_s']:.2f} s, {o['cpu_s']:.2f} CPU-s, {o['records_per_s']:.0f} rec/s, "
+            f"{o['records_per_cpu_s']:.0f} rec/CPU-s, {o['mb_per_s']:.1f} MB/s (+ flush {o['flush_s']:.2f} s), "
+            f"peak RSS {o['max_rss_kib'] / 1024:.0f} MiB\n"
+            f"ratio (records per CPU-second): {result['ratio_records_per_cpu_s']:.2f}x",
+            file=sys.stderr,
+        )
+        print(json.dumps(result))
+    finally:
+        for d in (primary, replay):
+            if (d / "postmaster.pid").exists():
+                r.run("pg_ctl", "-D", str(d), "-m", "immediate", "-w", "stop", check=False)
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
