@@ -60,11 +60,25 @@ impl IoBuffer {
         IoBuffer { ptr, len, cap }
     }
 
-    /// A buffer holding a copy of `data`.
+    /// A buffer holding a copy of `data` (not zeroed first: every byte is
+    /// written before the buffer is handed out).
     pub fn from_slice(data: &[u8]) -> IoBuffer {
-        let mut buf = IoBuffer::zeroed(data.len());
-        buf.copy_from_slice(data);
-        buf
+        let len = data.len();
+        let cap = len.max(1);
+        let layout = match Layout::from_size_align(cap, IO_ALIGN) {
+            Ok(layout) => layout,
+            Err(_) => panic!("IoBuffer::from_slice: length {len} too large"),
+        };
+        // SAFETY: `layout` has a non-zero size.
+        let raw = unsafe { alloc::alloc(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            alloc::handle_alloc_error(layout)
+        };
+        // SAFETY: `ptr` is valid for `cap >= len` bytes and does not overlap
+        // `data`; after the copy the first `len` bytes are initialised, and
+        // only those are ever visible.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr.as_ptr(), len) };
+        IoBuffer { ptr, len, cap }
     }
 
     /// Number of visible bytes.

@@ -27,7 +27,11 @@
 //! is an error rather than a silent overwrite (the storage engine keeps only
 //! the last value written at an LSN).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+
+// Keys and tags are not attacker-chosen here (they come from the WAL we
+// follow); a fast hash keeps per-block bookkeeping cheap.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -111,9 +115,9 @@ impl DatadirModification {
             pending: Vec::new(),
             pending_bytes: 0,
             pending_pages: 0,
-            raw_overlay: HashMap::new(),
+            raw_overlay: HashMap::default(),
             dirty: BTreeSet::new(),
-            record_keys: HashSet::new(),
+            record_keys: HashSet::default(),
             poisoned: false,
         }
     }
@@ -469,6 +473,12 @@ impl DatadirModification {
     }
 
     async fn rel_size_inner(&mut self, rel: RelTag) -> Result<Option<BlockNumber>, DatadirError> {
+        // Cached sizes are only ever held for forks that exist (the drops
+        // remove them), so a hit needs no directory lookup: this runs for
+        // every block reference ingest stores.
+        if let Some(n) = self.cache.rel_sizes.get(&rel) {
+            return Ok(Some(*n));
+        }
         if !self
             .reldir(rel.spcnode, rel.dbnode)
             .await?
@@ -476,9 +486,6 @@ impl DatadirModification {
             .contains(&(rel.relnode, rel.forknum))
         {
             return Ok(None);
-        }
-        if let Some(n) = self.cache.rel_sizes.get(&rel) {
-            return Ok(Some(*n));
         }
         let n = self.committed_view().rel_size_unchecked(rel).await?;
         self.cache.rel_sizes.insert(rel, n);

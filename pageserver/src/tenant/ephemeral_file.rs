@@ -73,16 +73,20 @@ impl EphemeralFile {
         self.flushed
     }
 
-    /// Appends through `fill`, which writes into the tail, and returns the
-    /// offset the appended bytes start at. The tail is written out first if it
-    /// is full.
-    pub async fn append_with(&mut self, fill: impl FnOnce(&mut Vec<u8>)) -> io::Result<u64> {
+    /// Appends through `fill`, which writes into the tail (and may take
+    /// back what it wrote by truncating to the length it found), and returns
+    /// the offset the appended bytes start at with `fill`'s result. The tail
+    /// is written out first if it is full.
+    pub async fn append_with<R>(
+        &mut self,
+        fill: impl FnOnce(&mut Vec<u8>) -> R,
+    ) -> io::Result<(u64, R)> {
         if self.tail.len() >= TAIL_CAPACITY {
             self.flush_tail().await?;
         }
         let offset = self.len();
-        fill(&mut self.tail);
-        Ok(offset)
+        let r = fill(&mut self.tail);
+        Ok((offset, r))
     }
 
     async fn flush_tail(&mut self) -> io::Result<()> {
@@ -162,7 +166,7 @@ mod tests {
         let mut offsets = Vec::new();
         for i in 0..3000u32 {
             let chunk: Vec<u8> = (0..(i % 300)).map(|b| (b as u8) ^ (i as u8)).collect();
-            let off = f
+            let (off, ()) = f
                 .append_with(|t| t.extend_from_slice(&chunk))
                 .await
                 .unwrap();

@@ -360,18 +360,20 @@ impl Ingest {
     /// Checks the record type, then applies the record.
     async fn apply(&mut self, rec: &WalRecord) -> Result<()> {
         let rmid = rec.rmid();
-        let Some(rmgr) = rmgr_name(rmid) else {
-            return Err(IngestErrorKind::UnknownRmgr { rmid });
-        };
+        // Names are only formatted on the error paths (this runs per record).
         if rmid >= rmgr::RM_MIN_CUSTOM_ID {
+            let rmgr = rmgr_name(rmid).unwrap_or_default();
             return Err(IngestErrorKind::Unsupported {
                 what: format!("custom resource manager {rmgr} (extension WAL)"),
             });
         }
         if record_type_name(self.version, rmid, rec.info()).is_none() {
-            return Err(IngestErrorKind::UnknownRecordType {
-                rmgr,
-                info: rec.info(),
+            return Err(match rmgr_name(rmid) {
+                None => IngestErrorKind::UnknownRmgr { rmid },
+                Some(rmgr) => IngestErrorKind::UnknownRecordType {
+                    rmgr,
+                    info: rec.info(),
+                },
             });
         }
         if rmid == rmgr::RM_DBASE_ID && rec.header.rmgr_info() == info::dbase::CREATE_FILE_COPY {
@@ -753,7 +755,8 @@ fn restored_page(mut page: Box<[u8; BLCKSZ]>, end_lsn: Lsn, blkno: u32, checksum
     if checksums {
         stamp_checksum(&mut page[..], blkno);
     }
-    Bytes::from(page.to_vec())
+    // Taken over without a copy.
+    Bytes::from(page as Box<[u8]>)
 }
 
 /// An initialised empty page with no special space (`PageInit(page, BLCKSZ,

@@ -160,6 +160,17 @@ impl WalStreamDecoder {
         self.buf.extend_from_slice(data);
     }
 
+    /// [`Self::feed`] for an owned buffer: taken over without a copy when
+    /// nothing is buffered (whole segment files, large messages), so that
+    /// records inside one page can then be handed out as slices of it.
+    pub fn feed_owned(&mut self, data: Vec<u8>) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::from(bytes::Bytes::from(data));
+        } else {
+            self.buf.extend_from_slice(&data);
+        }
+    }
+
     /// LSN just past the last byte fed.
     pub fn available_lsn(&self) -> Lsn {
         Lsn(self.pos.0 + self.buf.len() as u64)
@@ -264,9 +275,9 @@ impl WalStreamDecoder {
                     self.state = State::InRecord(Partial {
                         start: lsn,
                         tot_len,
-                        data: BytesMut::with_capacity(
-                            (tot_len as usize).min(INITIAL_RECORD_CAPACITY),
-                        ),
+                        // Allocated only if the record must be assembled
+                        // from pieces (see InRecord).
+                        data: BytesMut::new(),
                         header_checked: false,
                     });
                 }
@@ -289,8 +300,19 @@ impl WalStreamDecoder {
                     if n == 0 {
                         return Ok(None);
                     }
-                    p.data.extend_from_slice(&self.buf[..n]);
-                    self.advance(n);
+                    if p.data.is_empty() && n == missing {
+                        // The whole record is on this page and buffered:
+                        // take it out of the buffer without copying.
+                        p.data = self.buf.split_to(n);
+                        self.pos = Lsn(self.pos.0 + n as u64);
+                    } else {
+                        if p.data.capacity() == 0 {
+                            p.data
+                                .reserve((p.tot_len as usize).min(INITIAL_RECORD_CAPACITY));
+                        }
+                        p.data.extend_from_slice(&self.buf[..n]);
+                        self.advance(n);
+                    }
                     if let Some(rec) = self.after_record_bytes()? {
                         return Ok(Some(rec));
                     }

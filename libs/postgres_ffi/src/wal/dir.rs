@@ -73,7 +73,9 @@ impl WalDirReader {
             return Ok(reader);
         };
         let skip = seg.offset(start) as usize;
-        reader.decoder.feed(bytes.get(skip..).unwrap_or_default());
+        let mut bytes = bytes;
+        bytes.drain(..skip.min(bytes.len()));
+        reader.decoder.feed_owned(bytes);
         Ok(reader)
     }
 
@@ -121,7 +123,7 @@ impl WalDirReader {
                 return Ok(None);
             }
             match self.read_segment()? {
-                Some(bytes) => self.decoder.feed(&bytes),
+                Some(bytes) => self.decoder.feed_owned(bytes),
                 None => self.exhausted = true,
             }
         }

@@ -57,11 +57,22 @@ fn backup_start(pgdata: &Path) -> anyhow::Result<Option<Lsn>> {
     })?))
 }
 
-pub fn run(pgdata: &Path, pg_wal: &Path, workdir: &Path, budget_mb: u64) -> anyhow::Result<()> {
-    // The server's IO engine (io-uring unless the kernel refuses it).
+pub fn run(
+    pgdata: &Path,
+    pg_wal: &Path,
+    workdir: &Path,
+    budget_mb: u64,
+    std_fs: bool,
+) -> anyhow::Result<()> {
+    // The server's IO engine (io-uring unless the kernel refuses it), or
+    // std-fs (e.g. under valgrind, which does not know io_uring).
     virtual_file::init(virtual_file::Config {
         max_file_descriptors: 1000,
-        io_engine: virtual_file::IoEngineKind::IoUring,
+        io_engine: if std_fs {
+            virtual_file::IoEngineKind::StdFs
+        } else {
+            virtual_file::IoEngineKind::IoUring
+        },
         io_mode: virtual_file::IoMode::Buffered,
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -58,6 +58,9 @@ enum Cmd {
         /// Node-wide in-memory layer budget in MiB (0: none).
         #[arg(long, default_value_t = 0)]
         ephemeral_budget_mb: u64,
+        /// Use the std-fs IO engine instead of io-uring.
+        #[arg(long)]
+        std_fs: bool,
         /// The base backup (with backup_label) or shut down data directory.
         pgdata: PathBuf,
         /// The pg_wal directory with the WAL from the backup's start on.
@@ -82,9 +85,10 @@ fn main() -> ExitCode {
         Cmd::IngestBench {
             workdir,
             ephemeral_budget_mb,
+            std_fs,
             pgdata,
             pg_wal,
-        } => match ingest_bench::run(&pgdata, &pg_wal, &workdir, ephemeral_budget_mb) {
+        } => match ingest_bench::run(&pgdata, &pg_wal, &workdir, ephemeral_budget_mb, std_fs) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("Error: {e:#}");

@@ -7,7 +7,12 @@
 //! bytes. A key's versions ([`Versions`]) are kept inline in its map entry
 //! while there is one, then in a heap array grown by a quarter at a time
 //! (not doubled), so the index holds little slack: about 16 bytes per value
-//! plus one map entry (44 bytes) per key.
+//! plus one map entry (about 48 bytes) per key. The index is a hash map:
+//! ingest inserts a version per block it stores, and a hash insert costs a
+//! fraction of an ordered-tree insert with 18-byte keys. Reads of a key range
+//! look the range's keys up one by one when it is small (vectored reads are
+//! at most `max_get_vectored_keys` long) and scan and sort otherwise; the
+//! flush sorts once.
 //!
 //! Lifecycle: *open* (accepting puts, `end_lsn` unset) → *frozen* (`end_lsn`
 //! set by [`InMemoryLayer::freeze`], read-only) → flushed to an L0 delta
@@ -16,8 +21,7 @@
 //! at any time and see only LSNs the timeline has published, so a batch is
 //! never observed half-written.
 
-use std::collections::btree_map::Entry;
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -130,9 +134,40 @@ impl Versions {
     }
 }
 
+type Index = rustc_hash::FxHashMap<Key, Versions>;
+
+/// Spans up to this many keys are read by point lookups.
+const POINT_LOOKUP_SPAN: i128 = 1024;
+
+/// The versions of the keys of `range` that have any, in key order.
+fn versions_in<'a>(index: &'a Index, range: &Range<Key>) -> Vec<(Key, &'a Versions)> {
+    let small = range.start.is_exact_i128()
+        && range.end.is_exact_i128()
+        && range.end.to_i128() - range.start.to_i128() <= POINT_LOOKUP_SPAN;
+    if small {
+        let mut out = Vec::new();
+        let mut key = range.start;
+        while key < range.end {
+            if let Some(v) = index.get(&key) {
+                out.push((key, v));
+            }
+            key = key.next();
+        }
+        out
+    } else {
+        let mut out: Vec<(Key, &Versions)> = index
+            .iter()
+            .filter(|(k, _)| range.contains(*k))
+            .map(|(k, v)| (*k, v))
+            .collect();
+        out.sort_unstable_by_key(|(k, _)| *k);
+        out
+    }
+}
+
 struct Inner {
     file: EphemeralFile,
-    index: BTreeMap<Key, Versions>,
+    index: Index,
     values: u64,
 }
 
@@ -172,7 +207,7 @@ impl InMemoryLayer {
             size: AtomicU64::new(0),
             inner: tokio::sync::RwLock::new(Inner {
                 file: EphemeralFile::create(path).await?,
-                index: BTreeMap::new(),
+                index: Index::default(),
                 values: 0,
             }),
         })
@@ -213,7 +248,6 @@ impl InMemoryLayer {
             });
         }
         let mut inner = self.inner.write().await;
-        let mut scratch = Vec::new();
         let mut staged = Vec::with_capacity(batch.len());
         for (key, lsn, value) in batch {
             if *lsn < self.start_lsn {
@@ -222,33 +256,37 @@ impl InMemoryLayer {
                     start: self.start_lsn,
                 });
             }
-            scratch.clear();
-            value.ser_into(&mut scratch);
-            if scratch.len() > MAX_VALUE_LEN {
-                return Err(PutError::ValueTooLarge {
-                    key: *key,
-                    lsn: *lsn,
-                    len: scratch.len(),
-                });
-            }
+            // Serialized straight into the file's tail; taken back if it is
+            // too large to index.
             let appended = inner
                 .file
-                .append_with(|tail| tail.extend_from_slice(&scratch))
+                .append_with(|tail| {
+                    let start = tail.len();
+                    value.ser_into(tail);
+                    let len = tail.len() - start;
+                    if len > MAX_VALUE_LEN {
+                        tail.truncate(start);
+                    }
+                    len
+                })
                 .await;
-            let offset = appended.map_err(|source| PutError::Io {
+            let (offset, len) = appended.map_err(|source| PutError::Io {
                 path: inner.file.path().to_string(),
                 source,
             })?;
+            if len > MAX_VALUE_LEN {
+                return Err(PutError::ValueTooLarge {
+                    key: *key,
+                    lsn: *lsn,
+                    len,
+                });
+            }
             if offset > MAX_OFFSET {
                 return Err(PutError::LayerFull {
                     path: inner.file.path().to_string(),
                 });
             }
-            staged.push((
-                *key,
-                *lsn,
-                Packed::new(offset, scratch.len(), value.will_init()),
-            ));
+            staged.push((*key, *lsn, Packed::new(offset, len, value.will_init())));
         }
         for (key, lsn, packed) in staged {
             match inner.index.entry(key) {
@@ -281,11 +319,11 @@ impl InMemoryLayer {
         let plans = {
             let inner = self.inner.read().await;
             for range in &keyspace.ranges {
-                for (key, versions) in inner.index.range(range.clone()) {
+                for (key, versions) in versions_in(&inner.index, range) {
                     let versions = versions.as_slice();
                     let upto = versions.partition_point(|(l, _)| *l < end_lsn);
                     for (lsn, packed) in versions[..upto].iter().rev() {
-                        wanted.push((*key, *lsn, *packed));
+                        wanted.push((key, *lsn, *packed));
                         if packed.will_init() {
                             break;
                         }
@@ -321,12 +359,14 @@ impl InMemoryLayer {
     /// Keys with a version at or below `lsn`, in order.
     pub async fn keys_upto(&self, lsn: Lsn) -> Vec<Key> {
         let inner = self.inner.read().await;
-        inner
+        let mut keys: Vec<Key> = inner
             .index
             .iter()
             .filter(|(_, versions)| versions.as_slice()[0].0 <= lsn)
             .map(|(k, _)| *k)
-            .collect()
+            .collect();
+        keys.sort_unstable();
+        keys
     }
 
     /// Every value in (key, LSN) order. Reads the whole file once: its size
@@ -339,7 +379,9 @@ impl InMemoryLayer {
             .await
             .map_err(|e| LayerReadError::io(inner.file.path(), e))?;
         let mut entries = Vec::with_capacity(inner.values as usize);
-        for (key, versions) in &inner.index {
+        let mut keys: Vec<(&Key, &Versions)> = inner.index.iter().collect();
+        keys.sort_unstable_by_key(|(k, _)| **k);
+        for (key, versions) in keys {
             for (lsn, packed) in versions.as_slice() {
                 let start = packed.offset() as usize;
                 let range = start..start + packed.len();
