@@ -67,7 +67,7 @@ INSERT INTO sp_nodes SELECT g, 'G' || lpad((g % 150)::text, 3, '0') || '/' || ch
   FROM generate_series(1, 4500) g;
 INSERT INTO sp_nodes SELECT g, 'G' || lpad((g % 150)::text, 3, '0') || '/' || chr(33 + (g * 7) % 94)
     || md5(g::text)
-  FROM (SELECT g FROM generate_series(10001, 25000) g ORDER BY md5(g::text)) s;
+  FROM (SELECT g FROM generate_series(10001, 20000) g ORDER BY md5(g::text)) s;
 
 -- inet (radix tree on address bits), ranges (quad tree on bounds), boxes.
 CREATE TABLE sp_misc (id int, a inet, r int4range, b box);
@@ -95,7 +95,7 @@ DELETE FROM sp_pt WHERE id % 3 = 0 OR id BETWEEN 6301 AND 7000;
 DELETE FROM sp_txt WHERE id % 2 = 0 OR id BETWEEN 1 AND 400;
 DELETE FROM sp_misc WHERE id % 4 <> 1;
 DELETE FROM sp_small WHERE id % 2 = 0;
-DELETE FROM sp_nodes WHERE id % 5 = 0;
+DELETE FROM sp_nodes WHERE id % 50 = 0;
 VACUUM sp_pt;
 VACUUM sp_txt;
 VACUUM sp_misc;

@@ -1,7 +1,7 @@
 //! Redo for the SP-GiST resource manager (rmgr 16): all eight record types
 //! of PostgreSQL 15's `spgxlog.c`, and `spg_mask`.
 //!
-//! Submodules: [`records`] decodes the main data, [`page`] holds the page
+//! Submodules: `records` decodes the main data, `page` holds the page
 //! and tuple primitives (special space, dead tuples, the placeholder-aware
 //! add, node downlinks, `spgPageIndexMultiDelete`), `redo` the per-record
 //! routines.
@@ -77,9 +77,9 @@ pub fn redo(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
     }
 }
 
-/// `spg_mask`: LSN, checksum and page hint bits; the free space only when
-/// pd_lower looks set (the metapage written by old versions has pd_lower
-/// 0; then nothing beyond the header fields is masked).
+/// `spg_mask`: LSN, checksum and page hint bits, and the free space only
+/// when pd_lower looks set (at least the header size); a page with a
+/// smaller pd_lower keeps everything past its header.
 pub fn mask(page: &mut Page, _blkno: BlockNumber) {
     mask::mask_lsn_and_checksum(page);
     mask::mask_hint_bits(page);

@@ -37,8 +37,8 @@ pub const SPGIST_LEAF: u16 = 1 << 2;
 /// Page flag: page belongs to the tree of NULL keys.
 pub const SPGIST_NULLS: u16 = 1 << 3;
 
-/// Tuple states (`tupstate`, the low two bits of every tuple's first word).
-pub const SPGIST_LIVE: u8 = 0;
+/// Tuple states (`tupstate`, the low two bits of every tuple's first word;
+/// 0 is a live tuple).
 pub const SPGIST_REDIRECT: u8 = 1;
 pub const SPGIST_DEAD: u8 = 2;
 pub const SPGIST_PLACEHOLDER: u8 = 3;
