@@ -8,6 +8,12 @@
 //! a full-page image to restore (never a verification-only one), so it is
 //! checked through the feature scan instead. Variants: data checksums with
 //! lz4 WAL compression, and no checksums.
+//!
+//! Counted but not required: SQUEEZE_PAGE with a next page (the freed page
+//! is always the last of its chain unless an insert races the squeeze) and
+//! SPLIT_COMPLETE on restored images (it follows SPLIT_ALLOCATE_PAGE within
+//! the same checkpoint cycle unless a checkpoint races the split); the
+//! module's unit tests build both by hand.
 
 mod pgcluster;
 
