@@ -430,9 +430,12 @@ fn split_cleanup(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
 // ---- MOVE_PAGE_CONTENTS, SQUEEZE_PAGE ----
 
 /// The primary bucket page, registered only so that redo takes a cleanup
-/// lock on it: its contents do not change.
-fn lock_only(ctx: &Ctx<'_>, page: &Page) -> Result<(), RedoError> {
-    prepare_existing(ctx, page)?;
+/// lock on it: its contents do not change. PostgreSQL reads it only when
+/// the record says it is not also the page being changed (`is_other`).
+fn lock_only(ctx: &Ctx<'_>, page: &Page, is_other: bool) -> Result<(), RedoError> {
+    if is_other {
+        prepare_existing(ctx, page)?;
+    }
     Ok(())
 }
 
@@ -480,11 +483,11 @@ fn add_moved_tuples(ctx: &Ctx<'_>, page: &mut Page, ntups: u16) -> Result<(), Re
 }
 
 fn move_page_contents(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
-    let ntups = main_data(ctx, 3, "xl_hash_move_page_contents")?
-        .u16()
-        .unwrap_or(0);
+    let mut md = main_data(ctx, 3, "xl_hash_move_page_contents")?;
+    let ntups = md.u16().unwrap_or(0);
+    let prim_bucket_is_write = md.u8().unwrap_or(0) != 0;
     match ctx.blk.block_id {
-        0 => lock_only(ctx, page),
+        0 => lock_only(ctx, page, !prim_bucket_is_write),
         1 => {
             if prepare_existing(ctx, page)? {
                 add_moved_tuples(ctx, page, ntups)?;
@@ -509,10 +512,10 @@ fn squeeze_page(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
     let prevblkno = md.u32().unwrap_or(0);
     let nextblkno = md.u32().unwrap_or(0);
     let ntups = md.u16().unwrap_or(0);
-    let _prim_bucket_is_write = md.u8().unwrap_or(0) != 0;
+    let prim_bucket_is_write = md.u8().unwrap_or(0) != 0;
     let prev_is_write = md.u8().unwrap_or(0) != 0;
     match ctx.blk.block_id {
-        0 => lock_only(ctx, page),
+        0 => lock_only(ctx, page, !prim_bucket_is_write),
         // The write page; when it precedes the freed page, it also takes
         // over the freed page's forward link.
         1 => {
@@ -575,9 +578,11 @@ fn squeeze_page(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
 // ---- DELETE, UPDATE_META_PAGE, VACUUM_ONE_PAGE ----
 
 fn delete(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
-    let clear_dead = main_data(ctx, 2, "xl_hash_delete")?.u8().unwrap_or(0) != 0;
+    let mut md = main_data(ctx, 2, "xl_hash_delete")?;
+    let clear_dead = md.u8().unwrap_or(0) != 0;
+    let is_primary_bucket_page = md.u8().unwrap_or(0) != 0;
     match ctx.blk.block_id {
-        0 => lock_only(ctx, page),
+        0 => lock_only(ctx, page, !is_primary_bucket_page),
         1 => {
             if prepare_existing(ctx, page)? {
                 let offs = offsets(ctx, &ctx.blk.data)?;
