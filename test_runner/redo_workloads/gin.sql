@@ -24,33 +24,40 @@ SET client_min_messages = warning;
 -- 1. int[] with fastupdate = off: direct inserts.
 ------------------------------------------------------------------------
 CREATE TABLE ga (id int, a int[]) WITH (fillfactor = 10);
--- Loaded before the index exists (the build itself is logged as plain
--- page images): key 1 gets a posting tree of several leaves, keys 10..309
--- posting lists inside their entry tuples, every id its own key.
-COPY (SELECT g, ARRAY[1, g % 300 + 10, g + 100000] FROM generate_series(1, 24000) g)
+-- Loaded before the index exists (the build is logged as plain page
+-- images, and packs posting-tree leaves full): key 1 gets a posting tree
+-- of three leaves, key 3 (every 16th row) a posting list just small
+-- enough for its entry tuple, every id its own key.
+COPY (SELECT g, CASE WHEN g % 16 = 0 THEN ARRAY[1, 3, g + 100000]
+                     ELSE ARRAY[1, g + 100000] END
+      FROM generate_series(1, 16000) g)
   TO :'copyfile';
 COPY ga FROM :'copyfile';
 CREATE INDEX ga_idx ON ga USING gin (a) WITH (fastupdate = off);
 
--- Appends to the key-1 posting tree (leaf recompression, leaf splits,
--- downlink inserts into its internal root), posting lists that grow in
--- their entry tuples (delete + insert of the tuple), new keys (entry leaf
--- inserts and splits, downlinks into the entry tree's internal pages), and
--- a new key present in every new row that outgrows its entry tuple and
--- becomes a posting tree.
-INSERT INTO ga SELECT g, ARRAY[1, g % 300 + 10, g + 100000, 7]
-  FROM generate_series(24001, 27000) g;
+-- Non-HOT updates put new row versions on the same (nearly empty) heap
+-- pages: their TIDs go into the middle of the key-1 posting tree, whose
+-- full leaves split (posting-tree SPLIT, then a downlink INSERT into its
+-- internal root); key 5 grows a posting list in its entry tuple.
+UPDATE ga SET a = a || 5 WHERE id % 20 = 0;
 
--- Empty the middle of the key-1 posting tree: VACUUM rewrites its leaves
--- (VACUUM_DATA_LEAF_PAGE), deletes the emptied ones (DELETE_PAGE) and
--- rewrites entry leaves whose keys lost items (VACUUM_PAGE).
-DELETE FROM ga WHERE id BETWEEN 3001 AND 21000 OR id % 7 = 0;
+-- Appends: to the key-1 posting tree (leaf recompression), to key 3's
+-- posting list until it outgrows its entry tuple (after about 700 rows)
+-- and becomes a posting tree (entry tuple replaced each time, then
+-- CREATE_PTREE), and new keys (entry leaf inserts and splits, downlinks
+-- into the entry tree's root).
+INSERT INTO ga SELECT g, ARRAY[1, 3, g + 100000] FROM generate_series(16001, 17000) g;
+
+-- Empty the middle leaves of the key-1 posting tree: VACUUM rewrites its
+-- leaves (VACUUM_DATA_LEAF_PAGE), deletes the emptied ones (DELETE_PAGE)
+-- and rewrites entry leaves whose keys lost items (VACUUM_PAGE).
+DELETE FROM ga WHERE id BETWEEN 6001 AND 15000;
 VACUUM ga;
 
 -- New rows land in freed heap space: their TIDs go into the middle of
 -- the posting trees (items added to existing segments, segments replaced
 -- and split).
-INSERT INTO ga SELECT g, ARRAY[1, g % 300 + 10, 7] FROM generate_series(30001, 31500) g;
+INSERT INTO ga SELECT g, ARRAY[1, 3] FROM generate_series(20001, 20400) g;
 VACUUM ga;
 
 ------------------------------------------------------------------------
@@ -68,32 +75,33 @@ VACUUM gt;
 ------------------------------------------------------------------------
 -- 3. tsvector and jsonb with fastupdate = on: the pending list.
 ------------------------------------------------------------------------
-CREATE TABLE gf (id int, doc tsvector, j jsonb) WITH (fillfactor = 10);
-CREATE INDEX gf_doc ON gf USING gin (doc) WITH (gin_pending_list_limit = 256);
-CREATE INDEX gf_j ON gf USING gin (j jsonb_path_ops);
--- Small rows append to the tail list page; a long document needs a
--- sublist of several pages; exceeding the 256 kB limit makes the
--- inserting backend move the pending list into the tree.
-INSERT INTO gf SELECT g,
-    to_tsvector('simple', 'common w' || (g % 50) || ' x' || g),
-    jsonb_build_object('a', g % 10, 'b', g)
-  FROM generate_series(1, 3000) g;
+CREATE TABLE gf (id int, doc tsvector) WITH (fillfactor = 10);
+CREATE INDEX gf_doc ON gf USING gin (doc) WITH (gin_pending_list_limit = 64);
+-- Small rows append to the tail list page, or start a new one-page
+-- sublist when it is full; a long document needs a sublist of several
+-- pages; exceeding the 64 kB limit makes the inserting backend move the
+-- pending list into the tree.
+INSERT INTO gf SELECT g, to_tsvector('simple', 'common w' || (g % 50) || ' x' || g)
+  FROM generate_series(1, 1000) g;
 INSERT INTO gf SELECT 5000,
-    (SELECT to_tsvector('simple', string_agg('long' || i, ' ')) FROM generate_series(1, 1500) i),
-    '{"big": true}';
-INSERT INTO gf SELECT g,
-    to_tsvector('simple', 'common w' || (g % 50)),
-    jsonb_build_object('a', g % 10)
-  FROM generate_series(3001, 4000) g;
--- Explicit cleanup, then VACUUM (cleanup, bulk delete, statistics).
-SELECT gin_clean_pending_list('gf_j') >= 0;
+    (SELECT to_tsvector('simple', string_agg('long' || i, ' ')) FROM generate_series(1, 1500) i);
+INSERT INTO gf SELECT g, to_tsvector('simple', 'common w' || (g % 50))
+  FROM generate_series(1001, 1300) g;
+-- Explicit cleanup, deletes, then VACUUM (cleanup, bulk delete, statistics).
+SELECT gin_clean_pending_list('gf_doc') >= 0;
 DELETE FROM gf WHERE id % 4 = 0;
-INSERT INTO gf SELECT g, to_tsvector('simple', 'late common'), '{"late": 1}'
-  FROM generate_series(4001, 4200) g;
+INSERT INTO gf SELECT g, to_tsvector('simple', 'late common') FROM generate_series(1301, 1400) g;
 VACUUM gf;
 -- Pages freed by the pending-list cleanup are reused for new list pages.
 INSERT INTO gf SELECT g,
-    (SELECT to_tsvector('simple', string_agg('again' || i, ' ')) FROM generate_series(1, 600) i),
-    '{"again": 1}'
-  FROM generate_series(4201, 4205) g;
+    (SELECT to_tsvector('simple', string_agg('again' || i, ' ')) FROM generate_series(1, 600) i)
+  FROM generate_series(1401, 1405) g;
 VACUUM gf;
+
+CREATE TABLE gj (id int, j jsonb);
+CREATE INDEX gj_idx ON gj USING gin (j);
+CREATE INDEX gj_path ON gj USING gin (j jsonb_path_ops);
+INSERT INTO gj SELECT g, jsonb_build_object('a', g % 10, 'b', g, 'c', ARRAY[g % 3, g % 7])
+  FROM generate_series(1, 300) g;
+DELETE FROM gj WHERE id % 5 = 0;
+VACUUM gj;
