@@ -143,7 +143,10 @@ fn gin_record_features(rec: &WalRecord, hit: &mut impl FnMut(&'static str)) {
             } else {
                 "list page continues"
             });
-            if rec.block(0).is_some_and(|b| b.will_init() && b.image.is_some()) {
+            if rec
+                .block(0)
+                .is_some_and(|b| b.will_init() && b.image.is_some())
+            {
                 hit("list page image");
             }
         }
@@ -170,7 +173,10 @@ fn gin_features(pg_wal: &Path, start: Lsn) -> Features {
 
 fn gin_workload(c: &Cluster) {
     let copyfile = c.tmp.path().join("copy.data");
-    c.script(GIN_WORKLOAD, &[("copyfile", copyfile.display().to_string())]);
+    c.script(
+        GIN_WORKLOAD,
+        &[("copyfile", copyfile.display().to_string())],
+    );
 }
 
 const FEATURES: &[&str] = &[

@@ -182,10 +182,7 @@ fn expect_block(ctx: &Ctx<'_>, ids: &[u8]) -> Result<(), RedoError> {
     if ids.contains(&ctx.blk.block_id) {
         Ok(())
     } else {
-        Err(ctx.malformed(format!(
-            "unexpected block reference {}",
-            ctx.blk.block_id
-        )))
+        Err(ctx.malformed(format!("unexpected block reference {}", ctx.blk.block_id)))
     }
 }
 

@@ -14,8 +14,8 @@ use crate::pageops::{self, AddItemMode, Page, SIZE_OF_PAGE_HEADER};
 use crate::record::Ctx;
 
 use super::tree::index_tuple_size;
-use super::{expect_block, init_page, Opaque, GIN_DELETED, GIN_LIST, GIN_LIST_FULLROW, GIN_META};
 use super::INVALID_BLOCK;
+use super::{expect_block, init_page, Opaque, GIN_DELETED, GIN_LIST, GIN_LIST_FULLROW, GIN_META};
 
 /// `sizeof(GinMetaPageData)`.
 const META_SIZE: usize = 56;

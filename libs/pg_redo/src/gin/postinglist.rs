@@ -310,11 +310,13 @@ mod tests {
         let items = [tid(0, 1), tid(0, 2), tid(3, 5), tid(100_000, 9)];
         let (seg, n) = compress(&items, 8192);
         assert_eq!(n, 4);
-        // deltas: 1 (1 byte), 3<<11|3 (2 bytes), big (3 bytes) → 6 bytes.
-        assert_eq!(u16::from_le_bytes([seg[6], seg[7]]), 6);
-        assert_eq!(seg.len(), 14);
+        // Deltas: 1 (1 byte), 6147 (2 bytes), about 2^27.6 (4 bytes): 7
+        // bytes, padded to 8.
+        assert_eq!(u16::from_le_bytes([seg[6], seg[7]]), 7);
+        assert_eq!(seg.len(), 16);
+        assert_eq!(seg[15], 0);
         let mut out = Vec::new();
-        assert_eq!(decode_segment(&seg, 0, &mut out), Ok(14));
+        assert_eq!(decode_segment(&seg, 0, &mut out), Ok(16));
         assert_eq!(out, items);
         // Odd stream: zero pad byte.
         let (seg, _) = compress(&[tid(0, 1), tid(0, 2)], 8192);
@@ -336,10 +338,7 @@ mod tests {
     fn merge_like_postgres() {
         let a = [tid(1, 1), tid(1, 3)];
         let b = [tid(1, 2), tid(1, 3), tid(2, 1)];
-        assert_eq!(
-            merge(&a, &b),
-            [tid(1, 1), tid(1, 2), tid(1, 3), tid(2, 1)]
-        );
+        assert_eq!(merge(&a, &b), [tid(1, 1), tid(1, 2), tid(1, 3), tid(2, 1)]);
         assert_eq!(merge(&b[2..], &a), [tid(1, 1), tid(1, 3), tid(2, 1)]);
         assert_eq!(merge(&[], &a), a);
     }

@@ -83,10 +83,7 @@ pub fn apply(page: &mut Page, opaque: Opaque, data: &[u8]) -> Result<(), String>
             SEGMENT_ADDITEMS => {
                 let n = r.u16().ok_or_else(trunc)? as usize;
                 let raw = r.bytes(n * TID_SIZE).ok_or_else(trunc)?;
-                items = raw
-                    .chunks_exact(TID_SIZE)
-                    .filter_map(Tid::read)
-                    .collect();
+                items = raw.chunks_exact(TID_SIZE).filter_map(Tid::read).collect();
             }
             SEGMENT_DELETE => {}
             other => return Err(format!("unexpected GIN leaf action {other}")),

@@ -14,8 +14,8 @@ use crate::pageops::{self, AddItemMode, Page};
 use crate::record::{Ctx, Reader};
 
 use super::{
-    clear_incomplete_split, expect_block, init_page, recompress, set_data_size, Opaque,
-    DATA_START, GIN_COMPRESSED, GIN_DATA, GIN_DELETED, GIN_LEAF, INVALID_BLOCK,
+    clear_incomplete_split, expect_block, init_page, recompress, set_data_size, Opaque, DATA_START,
+    GIN_COMPRESSED, GIN_DATA, GIN_DELETED, GIN_LEAF, INVALID_BLOCK,
 };
 
 /// ginxlogInsert / ginxlogSplit flags.
@@ -150,8 +150,7 @@ fn insert_entry(ctx: &Ctx<'_>, page: &mut Page, right_child: u32) -> Result<(), 
     let offset = r.u16().ok_or_else(bad)?;
     let is_delete = r.u8().ok_or_else(bad)? != 0;
     let tuple = data.get(ENTRY_TUPLE_AT..).ok_or_else(bad)?;
-    let size = index_tuple_size(tuple)
-        .ok_or_else(|| ctx.malformed("entry tuple truncated"))?;
+    let size = index_tuple_size(tuple).ok_or_else(|| ctx.malformed("entry tuple truncated"))?;
     if size != tuple.len() {
         return Err(ctx.malformed(format!(
             "entry tuple of {size} bytes in {} bytes of block data",
