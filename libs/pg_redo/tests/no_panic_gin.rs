@@ -403,20 +403,20 @@ proptest! {
         let mut r = RecordBuilder::new(RM_GIN_ID, p.info)
             .xid(900)
             .main_data(Bytes::from(damaged(p.main.clone(), &main_damage)));
-        for id in 0..nblocks {
-            let data = damaged(p.data[id].clone(), &data_damage);
-            let mut b = BlockSpec::new(id as u8, common::REL, 0, id as u32).with_data(Bytes::from(data));
+        for (id, (data, &wrong)) in p.data.iter().zip(&will_init).enumerate().take(nblocks) {
+            let data = damaged(data.clone(), &data_damage);
+            let mut b = BlockSpec::new(id as u8, common::REL, 0, id as u32)
+                .with_data(Bytes::from(data));
             let init = match p.info {
-                info::CREATE_PTREE | info::INSERT_LISTPAGE => id == 0,
-                info::UPDATE_META_PAGE => id == 0,
+                info::CREATE_PTREE | info::INSERT_LISTPAGE | info::UPDATE_META_PAGE => id == 0,
                 _ => init_all,
             };
             // Mostly as PostgreSQL writes it, sometimes the wrong way round.
-            if init ^ will_init[id] {
+            if init ^ wrong {
                 b = b.will_init();
             }
             if let (Some(apply), 0) = (image, id) {
-                let page = gin_page(id as u8, &segs, &tuples, n);
+                let page = gin_page(matching_kind(&p, 0), &segs, &tuples, n);
                 b = b.with_image(ImageSpec::from_page(&page, true, apply, ImageCompression::None));
             }
             r = r.block(b);
