@@ -59,7 +59,8 @@ fn count_actions(data: &[u8], hit: &mut impl FnMut(&'static str)) {
     let Some(n) = u16_at(0) else { return };
     let mut p = 2;
     for _ in 0..n {
-        let (Some(&action), Some(_)) = (data.get(p + 1), data.get(p)) else {
+        // segno at p, action byte at p + 1.
+        let Some(&action) = data.get(p + 1) else {
             return;
         };
         p += 2;
