@@ -9,7 +9,8 @@
 //! checksums and lz4-compressed images, once without checksums. The feature
 //! scan checks the paths a plain insert workload would miss: root splits,
 //! the left child carried by PAGE_UPDATE and PAGE_SPLIT, VACUUM's delete-only
-//! updates and PAGE_REUSE, which has no block to verify.
+//! updates and PAGE_REUSE, which has no block to verify. A third, short run
+//! at wal_level = minimal produces ASSIGN_LSN (no block either).
 
 mod pgcluster;
 
@@ -67,6 +68,7 @@ fn gist_features(pg_wal: &Path, start: Lsn) -> Features {
                 }
             }
             gist::PAGE_REUSE => hit("page reuse"),
+            gist::ASSIGN_LSN => hit("assign lsn"),
             gist::DELETE => hit("delete"),
             _ => {}
         }
@@ -108,4 +110,23 @@ fn gist_workload_no_checksums() {
         return;
     }
     check(false, "");
+}
+
+/// ASSIGN_LSN exists only at wal_level = minimal, for a permanent index
+/// whose changes are not WAL-logged yet; it references no page, so it is
+/// only checked to occur and to be supported.
+#[test]
+fn gist_assign_lsn_wal_level_minimal() {
+    if !pg_available() {
+        return;
+    }
+    let (report, features) = run_and_verify(
+        false,
+        "wal_level = minimal\nmax_wal_senders = 0",
+        |c| c.script(GIST_WORKLOAD, &[("assign_lsn_only", "1".to_string())]),
+        gist_features,
+    );
+    assert_features(&features, &["assign lsn"]);
+    assert!(pg_redo::is_supported(RM_GIST_ID, gist::ASSIGN_LSN));
+    assert_clean(&report, &[], OTHER_AMS);
 }

@@ -117,9 +117,14 @@ pub fn redo(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
 /// The part of redo PostgreSQL runs even when the block was restored from
 /// a full-page image (`BLK_RESTORED`): the left child of a completed split
 /// gets its NSN and loses FOLLOW_RIGHT, which the image does not show.
+///
+/// A split page (WILL_INIT, so PostgreSQL never logs an image for it) is
+/// rebuilt from the record even then, as PostgreSQL's redo would: it
+/// initialises the page whatever the restore left there.
 pub fn after_restore(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
     match (ctx.info(), ctx.blk.block_id) {
         (gist::PAGE_UPDATE, 1) | (gist::PAGE_SPLIT, 0) => finish_left_child(ctx, page),
+        (gist::PAGE_SPLIT, b) => split_page(ctx, page, b),
         _ => Ok(()),
     }
 }

@@ -134,6 +134,29 @@ fn split_left_child_restored_from_image() {
     // Other blocks of a record with a restored image: nothing extra.
     let (other, _) = run(&rec, 1, 8, None).unwrap();
     assert_eq!(item(&other, 1), tuple(5, 32));
+
+    // A split page with an image anyway is still rebuilt from the record
+    // (PostgreSQL re-initialises it after the restore).
+    let mut data = 1i32.to_le_bytes().to_vec();
+    data.extend(tuple(6, 48));
+    let rec = RecordBuilder::new(RM_GIST_ID, gist::PAGE_SPLIT)
+        .main_data(Bytes::from(split_main(77, Lsn(7), true, 1, false)))
+        .block(
+            BlockSpec::new(1, REL, 0, 8)
+                .will_init()
+                .with_data(Bytes::from(data))
+                .with_image(ImageSpec::from_page(
+                    &gist_page(0, 5),
+                    true,
+                    true,
+                    ImageCompression::None,
+                )),
+        );
+    let (p, _) = run(&rec, 1, 8, None).unwrap();
+    assert_eq!(flags_of(&p), F_LEAF);
+    assert_eq!(pageops::max_offset(&p), 1);
+    assert_eq!(item(&p, 1), tuple(6, 48));
+    assert_eq!(pageops::read_u32(&p, BLCKSZ - 8), Some(77));
 }
 
 fn split_main(rlink: BlockNumber, nsn: Lsn, leaf: bool, npage: u16, follow: bool) -> Vec<u8> {
