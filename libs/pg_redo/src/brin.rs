@@ -58,7 +58,9 @@ const TID_SIZE: usize = 6;
 const META_LAST_REVMAP: usize = SIZE_OF_PAGE_HEADER + 12;
 const META_END: usize = SIZE_OF_PAGE_HEADER + 16;
 
-/// Whether the record type `info` (rmgr bits of xl_info) has native redo.
+/// Whether the record type `info` (rmgr bits of xl_info) has native redo:
+/// every op code up to DESUMMARIZE. Like `brin_redo`, the op code alone
+/// selects the routine; INIT_PAGE matters to INSERT and UPDATE only.
 pub fn supports(info: u8) -> bool {
     info & brin::OPMASK <= brin::DESUMMARIZE
 }
