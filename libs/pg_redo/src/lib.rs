@@ -19,11 +19,13 @@
 //!   `wal_consistency_checking = 'all'` and compares every reconstructed
 //!   block with the primary's image.
 //!
-//! Supported now: XLOG FPI / FPI_FOR_HINT (and any block image with
-//! BKPIMAGE_APPLY of the rmgrs below), all Heap and Heap2 records, Sequence.
-//! Every other record type is refused with [`RedoError::Unsupported`]
-//! (naming rmgr and record) — never guessed at. Malformed records or pages
-//! give typed errors; nothing here panics on external input.
+//! Supported: every record type of every PostgreSQL 15 resource manager
+//! that changes pages — XLOG FPI / FPI_FOR_HINT, Heap, Heap2, Btree, Hash,
+//! GIN, GiST, Sequence, SP-GiST, BRIN and Generic — plus the synthetic VM
+//! changes. Anything else (a record type that has no page effect, an
+//! unknown one) is refused with [`RedoError::Unsupported`] (naming rmgr and
+//! record) — never guessed at. Malformed records or pages give typed
+//! errors; nothing here panics on external input.
 //!
 //! Invariants of the output: page LSN = end LSN of the last record that
 //! changed the page (as PostgreSQL's redo leaves it), checksum stamped when

@@ -589,6 +589,15 @@ impl Ingest {
                     will_init: true,
                     rec: rec.raw.clone(),
                 }),
+                // Never store what could not be reconstructed later.
+                _ if !pg_redo::is_supported(rmid, rec.info()) => {
+                    return Err(IngestErrorKind::Unsupported {
+                        what: format!(
+                            "{} has no native redo for its block references",
+                            rec.name(self.version)
+                        ),
+                    })
+                }
                 // A verification-only image (wal_consistency_checking):
                 // redo ignores it and applies the record.
                 _ => Value::WalRecord(StoredRecord::Postgres {
