@@ -9,8 +9,8 @@ use pg_redo::pageops::{self, item_id, max_offset};
 use pg_redo::vm::{self, VISIBILITYMAP_ALL_FROZEN, VISIBILITYMAP_ALL_VISIBLE};
 use pg_redo::{apply, implied_vm_clears, RedoError, RedoRecord};
 use postgres_ffi::page::{verify_page, PD_ALL_VISIBLE};
-use postgres_ffi::rmgr::{RM_BTREE_ID, RM_HEAP2_ID, RM_HEAP_ID, RM_SEQ_ID, RM_XLOG_ID};
-use postgres_ffi::v15::info::{btree, heap, heap2, seq, xlog};
+use postgres_ffi::rmgr::{RM_HEAP2_ID, RM_HEAP_ID, RM_SEQ_ID, RM_XLOG_ID};
+use postgres_ffi::v15::info::{heap, heap2, seq, xlog};
 use postgres_ffi::wal::encoder::{BlockSpec, ImageSpec, RecordBuilder};
 use postgres_ffi::wal::record::decode_record;
 use postgres_ffi::wal::ImageCompression;
@@ -110,8 +110,9 @@ fn apply_image_on_a_heap_record_replaces_redo() {
 #[test]
 fn typed_refusals() {
     let (page, lsn) = heap_page(2, 0);
-    // An index record: refused, naming rmgr and record.
-    let rec = RecordBuilder::new(RM_BTREE_ID, btree::INSERT_LEAF)
+    // A record type with no page effect that carries a block: refused,
+    // naming rmgr and record.
+    let rec = RecordBuilder::new(RM_XLOG_ID, xlog::NOOP)
         .block(BlockSpec::new(0, REL, 0, 0).with_data(Bytes::from_static(b"xx")))
         .main_data(Bytes::from_static(&[1, 0]));
     let (r, _) = stored(&rec, lsn, 0);
@@ -125,13 +126,12 @@ fn typed_refusals() {
         }) => {
             assert_eq!(
                 (rmgr.as_str(), name.as_str(), rmid, info),
-                ("Btree", "Btree/INSERT_LEAF", RM_BTREE_ID, 0)
+                ("XLOG", "XLOG/NOOP", RM_XLOG_ID, xlog::NOOP)
             );
         }
         other => panic!("{other:?}"),
     }
-    // Not even an APPLY image of an unknown rmgr is restored (some rmgrs
-    // edit restored pages).
+    // Not even an APPLY image of an unsupported record type is restored.
     let mut rec = rec;
     rec.blocks[0].image = Some(ImageSpec::from_page(
         &page,
