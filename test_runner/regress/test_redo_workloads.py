@@ -43,7 +43,7 @@ def run_workload(pg_bindir: Path, pagectl_bin: Path, sql_file: Path, checksums: 
         copyfile = server.base_dir / "copy.data"
         psql = [
             "psql", "-X", "-q", "-h", str(server.socket_dir), "-p", str(server.port), "-U", "postgres",
-            "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-v", f"sock={server.socket_dir}",
+            "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-v", f"sock={server.socket_dir} port={server.port}",
             "-v", f"copyfile={copyfile}", "-f", str(sql_file),
         ]
         result = server._run(psql[0], psql[1:], check=False)

@@ -9,7 +9,10 @@
 //! must stay on the timeline's Postgres timeline. After each message the
 //! ingested records are committed, so `last_record_lsn` moves with the
 //! stream; a status update goes out when the server asks for one, every
-//! [`STATUS_INTERVAL`], and when `disk_consistent_lsn` moves.
+//! [`STATUS_INTERVAL`], and when `disk_consistent_lsn` moves. When the
+//! server asks for a reply and the flush position lags, the in-memory data
+//! is flushed first: a primary's shutdown waits for the flush position to
+//! reach its end of WAL.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -241,6 +244,15 @@ pub async fn stream(
                 false
             }
         };
+        // The source asks for a reply when it needs our position to go on,
+        // most importantly at its shutdown, which waits until the flush
+        // position reaches its end of WAL: make what was ingested durable
+        // first, so that the answer lets it finish.
+        if reply_requested && tl.get_disk_consistent_lsn() < tl.get_last_record_lsn() {
+            if let Err(e) = tl.freeze_and_flush().await {
+                return retry("flush", e, streamed);
+            }
+        }
         let flush = tl.get_disk_consistent_lsn();
         if reply_requested || tick || flush != reported_flush {
             let write = tl.get_last_record_lsn();
