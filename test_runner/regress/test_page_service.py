@@ -335,8 +335,11 @@ def test_get_page_throttle_delays_reads(pageserver_factory) -> None:
         conn.start_pagestream(tenant, timeline)
         for block in range(40):
             assert conn.get_page(REL, block, BASE_LSN) == page(block, BASE_LSN)
-    # 40 pages at 100/s from an empty bucket: about 0.4 s of delay in all.
-    assert throttled_us() - before >= 300_000
+    # The bucket fills to its burst (10) while the pages are written, so 30
+    # pages wait at 100/s: about 0.3 s of delay in all, less whatever time
+    # the requests themselves took (the bucket refills meanwhile). Half of it
+    # is a bound a loaded CI machine still meets; without a throttle it is 0.
+    assert throttled_us() - before >= 150_000
 
 
 def test_connection_limit(pageserver_factory) -> None:
