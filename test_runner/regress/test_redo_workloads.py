@@ -18,8 +18,7 @@ from typing import Callable
 import pytest
 
 from fixtures.postgres import PgServer
-
-WORKLOADS = Path(__file__).resolve().parent.parent / "redo_workloads"
+from fixtures.workloads import WORKLOADS, pgbench_workload, sql_workload
 
 
 def run_workload(pg_bindir: Path, pagectl_bin: Path, workload: Callable[[PgServer], None], checksums: bool) -> dict:
@@ -61,30 +60,6 @@ def run_workload(pg_bindir: Path, pagectl_bin: Path, workload: Callable[[PgServe
 
 def workloads() -> list:
     return sorted(WORKLOADS.glob("*.sql"))
-
-
-def sql_workload(sql_file: Path) -> Callable[[PgServer], None]:
-    def run(server: PgServer) -> None:
-        copyfile = server.base_dir / "copy.data"
-        psql = [
-            "-X", "-q", "-h", str(server.socket_dir), "-p", str(server.port), "-U", "postgres",
-            "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-v", f"sock={server.socket_dir} port={server.port}",
-            "-v", f"copyfile={copyfile}", "-f", str(sql_file),
-        ]
-        result = server._run("psql", psql, check=False)
-        assert result.returncode == 0, f"{sql_file.name} failed:\n{result.stderr[-3000:]}"
-
-    return run
-
-
-def pgbench_workload(scale: int, transactions: int) -> Callable[[PgServer], None]:
-    def run(server: PgServer) -> None:
-        conn = ["-h", str(server.socket_dir), "-p", str(server.port), "-U", "postgres"]
-        server._run("pgbench", ["-i", "-s", str(scale), "-q", *conn, "postgres"])
-        server._run("pgbench", ["-c", "2", "-t", str(transactions), "-n", *conn, "postgres"])
-        server.sql("VACUUM")
-
-    return run
 
 
 def check_summary(summary: dict) -> None:
