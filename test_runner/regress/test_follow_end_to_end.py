@@ -81,6 +81,18 @@ def check_restored(pg_bindir, tar: bytes, expected: dict, expected_seqs: dict) -
         server.cleanup()
 
 
+def checkpoint_and_compare(ps, pg: PgServer, pagectl_bin, tenant: str, timeline: str) -> int:
+    """Checkpoints the (idle) primary, waits for ingest to reach its LSN and
+    compares every WAL-logged page there; returns that LSN."""
+    pg.sql("CHECKPOINT")
+    lsn = current_lsn(pg)
+    wait_caught_up(ps.http, tenant, timeline, lsn)
+    with PageServiceConnection(ps.pg_addr) as conn:
+        conn.start_pagestream(tenant, timeline)
+        assert compare_cluster(pagectl_bin, conn, pg, lsn) > 1000
+    return lsn
+
+
 @pytest.mark.time_limit(900)
 @pytest.mark.parametrize("checksums", [False, True], ids=["plain", "checksums"])
 def test_follow_primary_end_to_end(pageserver_factory, pg_bindir, pagectl_bin, checksums) -> None:
@@ -100,12 +112,7 @@ def test_follow_primary_end_to_end(pageserver_factory, pg_bindir, pagectl_bin, c
         pg.sql("BEGIN; INSERT INTO acct (id, bal, note) VALUES (20001, 1, 'kept prepared'); PREPARE TRANSACTION 'e2e_kept'")
         expected1, seqs1 = snapshot(pg), sequences(pg)
         assert expected1["prepared"] == [("e2e_kept",)]
-        pg.sql("CHECKPOINT")
-        lsn1 = current_lsn(pg)
-        wait_caught_up(ps.http, tenant, timeline, lsn1)
-        with PageServiceConnection(ps.pg_addr) as conn:
-            conn.start_pagestream(tenant, timeline)
-            assert compare_cluster(pagectl_bin, conn, pg, lsn1) > 1000
+        lsn1 = checkpoint_and_compare(ps, pg, pagectl_bin, tenant, timeline)
 
         # A page server restart while the primary is busy: it resumes from
         # its disk_consistent_lsn and catches up.
@@ -132,12 +139,7 @@ def test_follow_primary_end_to_end(pageserver_factory, pg_bindir, pagectl_bin, c
         pg.sql("UPDATE in_wal SET v = v || '!' WHERE id % 5 = 0", dbname="mix_from_copy")
         pg.sql("VACUUM")
         expected2, seqs2 = snapshot(pg), sequences(pg)
-        pg.sql("CHECKPOINT")
-        lsn2 = current_lsn(pg)
-        wait_caught_up(ps.http, tenant, timeline, lsn2)
-        with PageServiceConnection(ps.pg_addr) as conn:
-            conn.start_pagestream(tenant, timeline)
-            assert compare_cluster(pagectl_bin, conn, pg, lsn2) > 1000
+        lsn2 = checkpoint_and_compare(ps, pg, pagectl_bin, tenant, timeline)
 
         branch = random_id()
         ps.http.timeline_create(tenant, branch, ancestor_timeline_id=timeline, ancestor_start_lsn=format_lsn(lsn1))
