@@ -21,7 +21,9 @@ from fixtures.postgres import PgServer
 from fixtures.workloads import WORKLOADS, pgbench_workload, sql_workload
 
 
-def run_workload(pg_bindir: Path, pagectl_bin: Path, workload: Callable[[PgServer], None], checksums: bool) -> dict:
+def run_workload(
+    pg_bindir: Path, pagectl_bin: Path, workload: Callable[[PgServer], None], checksums: bool, timing: bool = False
+) -> dict:
     """Runs ``workload`` against a fresh server with consistency checking on,
     then ``pagectl wal-verify`` over the WAL it wrote; returns the summary."""
     server = PgServer(pg_bindir)
@@ -45,13 +47,15 @@ def run_workload(pg_bindir: Path, pagectl_bin: Path, workload: Callable[[PgServe
         workload(server)
         server.stop()
         verify = subprocess.run(
-            [str(pagectl_bin), "wal-verify", str(server.datadir / "pg_wal"), "--start", start],
+            [str(pagectl_bin), "wal-verify", str(server.datadir / "pg_wal"), "--start", start]
+            + (["--timing"] if timing else []),
             capture_output=True,
             text=True,
             timeout=1800,
         )
         summary = json.loads(verify.stdout.strip().splitlines()[-1])
         summary["_output"] = verify.stdout[-4000:] + verify.stderr[-2000:]
+        summary["_timing"] = [line.split() for line in verify.stdout.splitlines() if line.startswith("redo ")]
         summary["_returncode"] = verify.returncode
         return summary
     finally:
@@ -83,8 +87,11 @@ def test_redo_workload(pg_bindir, pagectl_bin, sql_file) -> None:
     [pytest.param(1, 300, id="short"), pytest.param(10, 20000, id="long", marks=pytest.mark.slow)],
 )
 def test_redo_pgbench(pg_bindir, pagectl_bin, scale, transactions) -> None:
-    summary = run_workload(pg_bindir, pagectl_bin, pgbench_workload(scale, transactions), checksums=True)
+    summary = run_workload(pg_bindir, pagectl_bin, pgbench_workload(scale, transactions), checksums=True, timing=True)
     by_record = summary["by_record"]
+    # `--timing`: a line per record type redone, and the total.
+    timed = {fields[1]: int(fields[2]) for fields in summary.pop("_timing")}
+    assert timed.get("Heap/HOT_UPDATE", 0) > 0 and timed["all"] == sum(v for k, v in timed.items() if k != "all"), timed
     check_summary(summary)
     # pgbench's UPDATEs are mostly HOT, its INSERTs into the history table plain.
     assert by_record["Heap/HOT_UPDATE"]["matched"] > 0, by_record

@@ -56,6 +56,14 @@ pub struct RecordCounts {
     pub unsupported: u64,
 }
 
+/// Time spent in redo of one record type (with [`VerifyOptions::time_redo`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RedoTiming {
+    /// Block redos timed (one record applied to one page).
+    pub blocks: u64,
+    pub nanos: u64,
+}
+
 /// One block whose reconstruction differs from the primary's image (or
 /// could not be computed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +130,9 @@ pub struct Report {
     /// stopped on one.
     #[serde(skip)]
     pub wal_error: Option<String>,
+    /// Per record type redo time, when [`VerifyOptions::time_redo`] is set.
+    #[serde(skip)]
+    pub redo_timing: BTreeMap<String, RedoTiming>,
 }
 
 impl Report {
@@ -152,6 +163,9 @@ pub struct VerifyOptions {
     pub settings: Option<ClusterSettings>,
     /// How many mismatches to keep in [`Report::mismatches`].
     pub max_listed: usize,
+    /// Time every block redo, per record type ([`Report::redo_timing`]).
+    /// The clock reads add about 40 ns to each timed redo.
+    pub time_redo: bool,
 }
 
 impl Default for VerifyOptions {
@@ -161,6 +175,7 @@ impl Default for VerifyOptions {
             end: None,
             settings: None,
             max_listed: 100,
+            time_redo: false,
         }
     }
 }
@@ -301,6 +316,7 @@ pub struct Verifier {
     start: Lsn,
     end: Option<Lsn>,
     max_listed: usize,
+    time_redo: bool,
     pub report: Report,
 }
 
@@ -316,6 +332,7 @@ impl Verifier {
             start: opts.start.unwrap_or(Lsn(0)),
             end: opts.end,
             max_listed: opts.max_listed,
+            time_redo: opts.time_redo,
             report: Report::default(),
         }
     }
@@ -358,6 +375,30 @@ impl Verifier {
         true
     }
 
+    /// `apply_in_place`, timed under the record's name when asked.
+    fn redo(
+        &mut self,
+        rec: &WalRecord,
+        target: &RedoTarget,
+        page: &mut Page,
+        one: &[RedoRecord],
+    ) -> Result<(), RedoError> {
+        if !self.time_redo {
+            return apply_in_place(target, page, one);
+        }
+        let t = std::time::Instant::now();
+        let r = apply_in_place(target, page, one);
+        let nanos = t.elapsed().as_nanos() as u64;
+        let timing = self
+            .report
+            .redo_timing
+            .entry(rec.name(PgMajorVersion::V15))
+            .or_default();
+        timing.blocks += 1;
+        timing.nanos += nanos;
+        r
+    }
+
     fn target(&self, blk: &BlockRef) -> RedoTarget {
         RedoTarget {
             rel: blk.rnode,
@@ -375,7 +416,7 @@ impl Verifier {
         match &blk.image {
             Some(img) if img.apply => {
                 let mut page = self.pages.remove(&key).unwrap_or_else(zero_page);
-                let redone = supported && apply_in_place(&target, &mut page, &one).is_ok();
+                let redone = supported && self.redo(rec, &target, &mut page, &one).is_ok();
                 if !redone {
                     // Unknown rmgr: track the restored image as a plain FPI.
                     match img.restore() {
@@ -402,7 +443,7 @@ impl Verifier {
                     None => None,
                 };
                 if let Some(mut page) = page {
-                    if apply_in_place(&target, &mut page, &one).is_ok() {
+                    if self.redo(rec, &target, &mut page, &one).is_ok() {
                         self.pages.insert(key, page);
                     }
                 }
@@ -451,7 +492,7 @@ impl Verifier {
             return;
         }
         let mut page = base.unwrap_or_else(zero_page);
-        let result = apply_in_place(target, &mut page, one);
+        let result = self.redo(rec, target, &mut page, one);
         if !counting {
             self.pages
                 .insert(key, if result.is_ok() { page } else { primary });

@@ -1,6 +1,6 @@
 //! `pagectl`: offline tools for operators and tests.
 //!
-//! - `wal-verify <pg_wal dir> [--start LSN] [--end LSN]`: replays WAL written
+//! - `wal-verify <pg_wal dir> [--start LSN] [--end LSN] [--timing]`: replays WAL written
 //!   with `wal_consistency_checking = 'all'` through our native redo
 //!   (`pg_redo`) and compares every block that carries a verification image
 //!   with Postgres's own page, masked as Postgres masks it. Prints one line
@@ -49,6 +49,11 @@ enum Cmd {
         /// Stop before the first record starting at or after this LSN.
         #[arg(long)]
         end: Option<Lsn>,
+        /// Time each block redo and print, before the JSON line, a line
+        /// per record type: `redo <Rmgr/TYPE> <blocks> blocks <ns>
+        /// ns/block <rate> blocks/s`.
+        #[arg(long)]
+        timing: bool,
     },
     /// Measure decode + ingest of the WAL written after a base backup.
     IngestBench {
@@ -81,7 +86,12 @@ enum Cmd {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Cmd::WalVerify { pg_wal, start, end } => wal_verify(pg_wal, start, end),
+        Cmd::WalVerify {
+            pg_wal,
+            start,
+            end,
+            timing,
+        } => wal_verify(pg_wal, start, end, timing),
         Cmd::IngestBench {
             workdir,
             ephemeral_budget_mb,
@@ -129,11 +139,20 @@ fn mask_pages(fork: u8, first_block: u32, input: &Path, output: &Path) -> Result
     std::fs::write(output, &data).map_err(|e| format!("{}: {e}", output.display()))
 }
 
-fn wal_verify(pg_wal: PathBuf, start: Option<Lsn>, end: Option<Lsn>) -> ExitCode {
+fn print_timing(name: &str, blocks: u64, nanos: u64) {
+    let per_block = nanos as f64 / blocks.max(1) as f64;
+    println!(
+        "redo {name} {blocks} blocks {per_block:.0} ns/block {:.0} blocks/s",
+        1e9 / per_block.max(1e-9)
+    );
+}
+
+fn wal_verify(pg_wal: PathBuf, start: Option<Lsn>, end: Option<Lsn>, timing: bool) -> ExitCode {
     let opts = VerifyOptions {
         start,
         end,
         max_listed: 1000,
+        time_redo: timing,
         ..Default::default()
     };
     let report = match verify_wal_dir_with(&pg_wal, &opts) {
@@ -148,6 +167,15 @@ fn wal_verify(pg_wal: PathBuf, start: Option<Lsn>, end: Option<Lsn>) -> ExitCode
     }
     if let Some(e) = &report.wal_error {
         eprintln!("WAL reading stopped early: {e}");
+    }
+    let (mut blocks, mut nanos) = (0u64, 0u64);
+    for (name, t) in &report.redo_timing {
+        blocks += t.blocks;
+        nanos += t.nanos;
+        print_timing(name, t.blocks, t.nanos);
+    }
+    if timing {
+        print_timing("all", blocks, nanos);
     }
     println!("{}", report.to_json());
     if report.mismatched == 0 {
