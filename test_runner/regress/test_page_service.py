@@ -359,3 +359,32 @@ def test_connection_limit(pageserver_factory) -> None:
         assert second.query("set x = 1") == []
     finally:
         second.close()
+
+
+def test_reconstruction_failure_is_an_error_and_server_keeps_serving(env) -> None:
+    """A stored record that redo rejects (here a corrupt Postgres record over
+    a good image) fails that GetPage with an error naming the key and LSN,
+    is counted in a metric, and changes nothing else: older versions of the
+    page, other pages and other connections are still served."""
+    ps, tenant, timeline = env
+    bad_lsn = BASE_LSN + 0x200
+    corrupt = {"key": rel_key(3), "lsn": format_lsn(bad_lsn), "postgres_record": "ff" * 40}
+    ps.http.dev_put(tenant, timeline, format_lsn(bad_lsn), [corrupt])
+
+    def failures() -> float:
+        return sample_value(parse_metrics(ps.http.metrics()), "pageserver_page_reconstruct_errors_total")
+
+    before = failures()
+    with PageServiceConnection(ps.pg_addr) as conn:
+        conn.start_pagestream(tenant, timeline)
+        with pytest.raises(PgError) as e:
+            conn.get_page(REL, 3, bad_lsn)
+        assert rel_key(3) in e.value.message, e.value.message
+        assert format_lsn(bad_lsn) in e.value.message, e.value.message
+    assert failures() > before
+    with PageServiceConnection(ps.pg_addr) as conn:
+        conn.start_pagestream(tenant, timeline)
+        assert conn.get_page(REL, 3, BASE_LSN) == page(3, BASE_LSN)
+        assert conn.get_page(REL, 5, bad_lsn) == page(5, BASE_LSN)
+        assert conn.get_page(REL, 4, bad_lsn) == page(4, BASE_LSN + 0x100)
+    assert ps.http.get("/v1/status").status_code == 200

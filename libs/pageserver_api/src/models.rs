@@ -380,8 +380,9 @@ pub struct LsnLease {
     pub valid_until: String,
 }
 
-/// One value of a dev-mode put: a page image or the storage engine's test
-/// record (hex-encoded bytes either way).
+/// One value of a dev-mode put: a page image, the storage engine's test
+/// record, or a raw Postgres WAL record as ingest stores it (hex-encoded
+/// bytes in each case; the last lets tests store records redo must reject).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DevPutValue {
@@ -391,6 +392,8 @@ pub struct DevPutValue {
     pub image: Option<String>,
     #[serde(default)]
     pub test_append: Option<String>,
+    #[serde(default)]
+    pub postgres_record: Option<String>,
     #[serde(default)]
     pub will_init: bool,
 }

@@ -215,16 +215,20 @@ fn dev_value(i: usize, v: &DevPutValue) -> Result<(Key, Lsn, Value), ApiError> {
             .map(Bytes::from)
             .map_err(|e| bad(format!("{field} is not hex: {e}")))
     };
-    let value = match (&v.image, &v.test_append) {
-        (Some(image), None) => Value::Image(decode("image", image)?),
-        (None, Some(append)) => Value::WalRecord(WalRecord::Test {
+    let value = match (&v.image, &v.test_append, &v.postgres_record) {
+        (Some(image), None, None) => Value::Image(decode("image", image)?),
+        (None, Some(append), None) => Value::WalRecord(WalRecord::Test {
             append: decode("test_append", append)?,
             will_init: v.will_init,
             clear: false,
         }),
+        (None, None, Some(rec)) => Value::WalRecord(WalRecord::Postgres {
+            will_init: v.will_init,
+            rec: decode("postgres_record", rec)?,
+        }),
         _ => {
             return Err(bad(
-                "exactly one of image and test_append is required".into()
+                "exactly one of image, test_append and postgres_record is required".into(),
             ))
         }
     };
