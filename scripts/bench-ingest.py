@@ -4,9 +4,12 @@
 
     scripts/bench-ingest.py [--scale 10] [--duration 60] [--clients 4]
                             [--pagectl target/release/pagectl] [--budget-mb 0]
+                            [--bulk-mb 0]
 
 1. initdb a cluster, `pgbench -i -s SCALE`, `pg_basebackup -X none` (the
-   starting point), then `pgbench -T DURATION` (the WAL to replay), stop.
+   starting point), then `pgbench -T DURATION` (the WAL to replay) and,
+   with `--bulk-mb N`, about N MB more WAL of bulk inserts (1.5 kB rows,
+   for the memory-bound check over gigabytes of WAL), stop.
 2. PostgreSQL: the backup plus that WAL in its pg_wal, started with no
    signal file: crash recovery replays from the backup's checkpoint to the
    end of WAL; the figures are PostgreSQL's own "redo done … system usage"
@@ -78,6 +81,7 @@ def main() -> None:
     ap.add_argument("--pagectl", default="target/release/pagectl")
     ap.add_argument("--budget-mb", type=int, default=0)
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--bulk-mb", type=int, default=0, help="append about this much WAL of bulk inserts")
     args = ap.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
@@ -100,6 +104,16 @@ def main() -> None:
         r.run("pg_basebackup", *conn, "-D", str(backup), "-X", "none", "-c", "fast")
         print(f"pgbench -T {args.duration} -c {args.clients} ...", file=sys.stderr)
         tps = r.run("pgbench", *conn, "-c", str(args.clients), "-j", "2", "-T", str(args.duration), "postgres").stdout
+        if args.bulk_mb:
+            psql = ["psql", "-X", "-q", *conn, "-d", "postgres", "-c"]
+            r.run(*psql, "CREATE TABLE bulk (id int, pad text)")
+            # About 1.6 kB of WAL per row (below the TOAST threshold, so
+            # not compressed); 200k rows per statement.
+            rows = args.bulk_mb * 1_000_000 // 1600
+            for first in range(0, rows, 200_000):
+                last = min(first + 200_000, rows)
+                r.run(*psql, f"INSERT INTO bulk SELECT g, repeat('x', 1500) FROM generate_series({first}, {last - 1}) g")
+            print(f"bulk: {rows} rows", file=sys.stderr)
         r.run("pg_ctl", "-D", str(primary), "-m", "fast", "-w", "stop")
 
         # PostgreSQL's redo of the same WAL.
@@ -138,6 +152,8 @@ def main() -> None:
         pg_cpu = pg_user + pg_sys
         result = {
             "scale": args.scale,
+            "bulk_mb": args.bulk_mb,
+            "budget_mb": args.budget_mb,
             "duration_s": args.duration,
             "pgbench_tps": float(re.search(r"tps = ([\d.]+)", tps).group(1)) if "tps = " in tps else None,
             "records": records,
