@@ -28,18 +28,16 @@ def run_workload(
     then ``pagectl wal-verify`` over the WAL it wrote; returns the summary."""
     server = PgServer(pg_bindir)
     try:
-        args = ["-D", str(server.datadir), "-U", "postgres", "--auth=trust", "--no-sync", "--wal-segsize=16"]
-        if checksums:
-            args.append("--data-checksums")
-        server._run("initdb", args)
-        with open(server.datadir / "postgresql.conf", "a") as conf:
-            conf.write(
-                f"port = {server.port}\nlisten_addresses = '127.0.0.1'\n"
-                f"unix_socket_directories = '{server.socket_dir}'\nfsync = off\n"
-                "wal_consistency_checking = 'all'\nfull_page_writes = on\nautovacuum = off\n"
-                "wal_keep_size = '4GB'\nmax_wal_size = '4GB'\ncheckpoint_timeout = '1h'\n"
-                "max_prepared_transactions = 10\nwal_level = replica\n"
-            )
+        server.init(
+            ["--wal-segsize=16"] + (["--data-checksums"] if checksums else []),
+            wal_consistency_checking="'all'",
+            full_page_writes="on",
+            autovacuum="off",
+            wal_keep_size="'4GB'",
+            max_wal_size="'4GB'",
+            checkpoint_timeout="'1h'",
+            max_prepared_transactions="10",
+        )
         server.start()
         server.sql("SELECT pg_switch_wal()")
         server.sql("CHECKPOINT")
