@@ -136,7 +136,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start(bin_dir: Path, workdir: Path, http_port: int, pg_port: int) -> subprocess.Popen:
+def batch_sizes(http_port: int) -> tuple[float, float]:
+    """Sum and count of the server's pagestream batch-size histogram."""
+    text = requests.get(f"http://127.0.0.1:{http_port}/metrics", timeout=10).text
+    values = {}
+    for line in text.splitlines():
+        for name in ("pageserver_pagestream_batch_size_sum", "pageserver_pagestream_batch_size_count"):
+            if line.startswith(name + " "):
+                values[name] = float(line.split()[1])
+    return values.get("pageserver_pagestream_batch_size_sum", 0.0), values.get("pageserver_pagestream_batch_size_count", 0.0)
+
+
+def start(bin_dir: Path, workdir: Path, http_port: int, pg_port: int, extra: list[str]) -> subprocess.Popen:
     args = [
         str(bin_dir / "pageserver"),
         "-D",
@@ -148,6 +159,8 @@ def start(bin_dir: Path, workdir: Path, http_port: int, pg_port: int) -> subproc
         "-c",
         "dev_mode=true",
     ]
+    for setting in extra:
+        args += ["-c", setting]
     log = open(workdir / "pageserver.log", "a")
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     for _ in range(300):
@@ -160,6 +173,31 @@ def start(bin_dir: Path, workdir: Path, http_port: int, pg_port: int) -> subproc
     sys.exit("pageserver did not start")
 
 
+def run_pagebench(opts, pg_port: int, tenant: str, timeline: str, blocks: list[str], depth: int, runtime: int):
+    return subprocess.run(
+        [
+            str(opts.bin_dir / "pagebench"),
+            "get-page-latest-lsn",
+            "--page-service-addr",
+            f"127.0.0.1:{pg_port}",
+            "--tenant-id",
+            tenant,
+            "--timeline-id",
+            timeline,
+            *blocks,
+            "--connections",
+            str(opts.connections),
+            "--queue-depth",
+            str(depth),
+            "--runtime",
+            str(runtime),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", type=Path, default=Path("target/release"))
@@ -169,37 +207,66 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--queue-depth", default="1", help="one depth or a comma-separated list, one run each")
     ap.add_argument("--runtime", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=0, help="seconds of unmeasured reads before each measured run")
+    ap.add_argument(
+        "--ps-config",
+        action="append",
+        default=[],
+        help="extra pageserver.toml setting for the measured runs, e.g. page_cache_size=196608 (repeatable)",
+    )
+    ap.add_argument(
+        "--keep-dir",
+        type=Path,
+        help="load into this directory and keep it; a later run with the same directory reuses the loaded timeline",
+    )
     opts = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         os.chmod(tmp, 0o755)
-        workdir = Path(tmp) / "ps"
-        workdir.mkdir()
+        root = opts.keep_dir.resolve() if opts.keep_dir else Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        os.chmod(root, 0o755)
+        workdir = root / "ps"
+        saved = root / "pagebench-load.json"
         http_port, pg_port = free_port(), free_port()
         base = f"http://127.0.0.1:{http_port}/v1"
-        proc = start(opts.bin_dir, workdir, http_port, pg_port)
+        if saved.exists():
+            load = json.loads(saved.read_text())
+            tenant, timeline, blocks, pages = load["tenant"], load["timeline"], load["blocks"], load["pages"]
+            proc = start(opts.bin_dir, workdir, http_port, pg_port, [])
+            print(f"reusing {pages} pages loaded in {root}", file=sys.stderr)
+        else:
+            workdir.mkdir()
+            proc = start(opts.bin_dir, workdir, http_port, pg_port, [])
         try:
-            tenant = requests.post(f"{base}/tenant", json={"compaction_period": "0s", "gc_period": "0s"}).json()
-            timeline = os.urandom(16).hex()
-            tl = f"{base}/tenant/{tenant}/timeline/{timeline}"
-            t0 = time.monotonic()
-            if opts.pgbench_scale:
-                blocks, pages = load_pgbench(base, tenant, timeline, opts.pgbench_scale, Path(tmp) / "pg")
-            else:
-                blocks, pages = load_synthetic(base, tenant, timeline, opts.pages)
-            requests.put(f"{tl}/checkpoint", params={"force_image_layer_creation": "true"}, timeout=3600).raise_for_status()
-            layers = requests.get(f"{tl}/layer").json()["historic_layers"]
-            print(
-                f"loaded {pages} pages to read in {time.monotonic() - t0:.1f} s; layers: "
-                + ", ".join(sorted({layer["kind"] for layer in layers})),
-                file=sys.stderr,
-            )
+            if not saved.exists():
+                tenant = requests.post(f"{base}/tenant", json={"compaction_period": "0s", "gc_period": "0s"}).json()
+                timeline = os.urandom(16).hex()
+                tl = f"{base}/tenant/{tenant}/timeline/{timeline}"
+                t0 = time.monotonic()
+                if opts.pgbench_scale:
+                    blocks, pages = load_pgbench(base, tenant, timeline, opts.pgbench_scale, root / "pg")
+                else:
+                    blocks, pages = load_synthetic(base, tenant, timeline, opts.pages)
+                requests.put(f"{tl}/checkpoint", params={"force_image_layer_creation": "true"}, timeout=3600).raise_for_status()
+                layers = requests.get(f"{tl}/layer").json()["historic_layers"]
+                print(
+                    f"loaded {pages} pages to read in {time.monotonic() - t0:.1f} s; layers: "
+                    + ", ".join(sorted({layer["kind"] for layer in layers})),
+                    file=sys.stderr,
+                )
+                if opts.keep_dir:
+                    saved.write_text(json.dumps({"tenant": tenant, "timeline": timeline, "blocks": blocks, "pages": pages}))
             for depth in (int(d) for d in str(opts.queue_depth).split(",")):
                 # Each run starts from a cold block cache.
                 proc.terminate()
                 proc.wait(timeout=30)
-                proc = start(opts.bin_dir, workdir, http_port, pg_port)
+                proc = start(opts.bin_dir, workdir, http_port, pg_port, opts.ps_config)
+                if opts.warmup:
+                    # Unmeasured pass so the measured one finds a warm cache.
+                    run_pagebench(opts, pg_port, tenant, timeline, blocks, depth, opts.warmup)
                 cpu_before = cpu_seconds(proc.pid)
+                batches_before = batch_sizes(http_port)
                 perf = None
                 if opts.perf_out:
                     # The middle of the run, flat profile of the server.
@@ -209,35 +276,16 @@ def main() -> None:
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )
-                bench = subprocess.run(
-                    [
-                        str(opts.bin_dir / "pagebench"),
-                        "get-page-latest-lsn",
-                        "--page-service-addr",
-                        f"127.0.0.1:{pg_port}",
-                        "--tenant-id",
-                        tenant,
-                        "--timeline-id",
-                        timeline,
-                        *blocks,
-                        "--connections",
-                        str(opts.connections),
-                        "--queue-depth",
-                        str(depth),
-                        "--runtime",
-                        str(opts.runtime),
-                    ],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
+                bench = run_pagebench(opts, pg_port, tenant, timeline, blocks, depth, opts.runtime)
                 server_cpu = cpu_seconds(proc.pid) - cpu_before
+                batches = [a - b for a, b in zip(batch_sizes(http_port), batches_before)]
+                batch = round(batches[0] / batches[1], 2) if batches[1] else None
                 if perf is not None:
                     perf.wait(timeout=60)
                 print(bench.stdout, end="")
                 result = json.loads(bench.stdout.strip().splitlines()[-1])
                 per_1k = server_cpu / max(result["requests"], 1) * 1000
-                print(json.dumps({"queue_depth": depth, "server_cpu_s": round(server_cpu, 2), "server_cpu_s_per_1k_pages": round(per_1k, 4)}))
+                print(json.dumps({"queue_depth": depth, "server_cpu_s": round(server_cpu, 2), "server_cpu_s_per_1k_pages": round(per_1k, 4), "mean_batch_size": batch}))
         finally:
             proc.terminate()
             proc.wait(timeout=30)

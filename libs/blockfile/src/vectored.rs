@@ -150,19 +150,39 @@ struct IoJob {
     nblocks: BlockNo,
 }
 
+/// An IO's buffer, handed back to the read-buffer pool when the read is
+/// done with it.
+struct PooledBuf(Option<IoBuffer>);
+
+impl std::ops::Deref for PooledBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or_default()
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        if let Some(buf) = self.0.take() {
+            buf.recycle();
+        }
+    }
+}
+
 /// A finished IO: its buffer, or the IO error, and blocks that failed
 /// verification.
 struct IoOutcome {
     job: IoJob,
-    buf: std::result::Result<IoBuffer, BlockFileError>,
+    buf: std::result::Result<PooledBuf, BlockFileError>,
     bad: Vec<(BlockNo, String)>,
 }
 
 async fn do_io(file: VirtualFile, job: IoJob) -> IoOutcome {
     let offset = block_offset(job.first_blk);
     let (buf, res) = file
-        .read_exact_at(IoBuffer::zeroed(job.nblocks as usize * BLOCK_SIZE), offset)
+        .read_exact_at(IoBuffer::for_read(job.nblocks as usize * BLOCK_SIZE), offset)
         .await;
+    let buf = PooledBuf(Some(buf));
     if let Err(e) = res {
         return IoOutcome {
             job,

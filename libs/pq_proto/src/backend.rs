@@ -166,6 +166,12 @@ impl BeMessage<'_> {
 }
 
 /// Writes `tag`, a length placeholder, the body, then patches the length.
+/// Appends a `CopyData` message whose payload `body` writes straight into
+/// `buf`: a large payload (a page) is copied once, not built apart first.
+pub fn write_copy_data_with(buf: &mut BytesMut, body: impl FnOnce(&mut BytesMut)) {
+    framed(buf, b'd', body)
+}
+
 fn framed(buf: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
     buf.put_u8(tag);
     let len_at = buf.len();
@@ -191,6 +197,9 @@ mod tests {
         assert_eq!(&bytes[..], b"Z\x00\x00\x00\x05I");
         let bytes = BeMessage::CopyData(b"abc").to_bytes();
         assert_eq!(&bytes[..], b"d\x00\x00\x00\x07abc");
+        let mut direct = BytesMut::new();
+        write_copy_data_with(&mut direct, |b| b.put_slice(b"abc"));
+        assert_eq!(&direct[..], &bytes[..]);
         let bytes = BeMessage::CommandComplete("SELECT 1").to_bytes();
         assert_eq!(&bytes[..], b"C\x00\x00\x00\x0dSELECT 1\0");
         assert_eq!(&BeMessage::EncryptionResponse(false).to_bytes()[..], b"N");

@@ -60,6 +60,37 @@ impl IoBuffer {
         IoBuffer { ptr, len, cap }
     }
 
+    /// A buffer of `len` bytes to read into, reused from the free list when
+    /// one of its size class is there ([`IoBuffer::recycle`] puts buffers
+    /// back). Its bytes are unspecified — zeroes or data of an earlier IO —
+    /// so it is only for reads that overwrite every byte or fail.
+    ///
+    /// Why: a fresh zeroed allocation of tens of KiB made the allocator
+    /// hand pages back and fault them in again (`madvise`, TLB shootdowns,
+    /// page clearing), about a tenth of the CPU of a GetPage that missed
+    /// the block cache.
+    pub fn for_read(len: usize) -> IoBuffer {
+        match pool::take(len) {
+            Some(mut buf) => {
+                // Within `cap`, whose bytes are all initialised.
+                buf.len = len;
+                buf
+            }
+            None => IoBuffer::zeroed(pool::class_len(len).unwrap_or(len)).with_len(len),
+        }
+    }
+
+    /// Returns the buffer to the free list of [`IoBuffer::for_read`] (or frees
+    /// it, when it is of no pooled size or the list is full).
+    pub fn recycle(self) {
+        pool::give(self)
+    }
+
+    fn with_len(mut self, len: usize) -> IoBuffer {
+        self.len = len.min(self.cap);
+        self
+    }
+
     /// A buffer holding a copy of `data` (not zeroed first: every byte is
     /// written before the buffer is handed out).
     pub fn from_slice(data: &[u8]) -> IoBuffer {
@@ -108,6 +139,45 @@ impl IoBuffer {
 
     pub(crate) fn as_ptr(&self) -> *const u8 {
         self.ptr.as_ptr()
+    }
+}
+
+/// Free lists of read buffers by size class (capacity in multiples of
+/// [`IO_ALIGN`], up to [`pool::MAX_CLASS`] of them), each capped at
+/// [`pool::CLASS_BYTES`], so the pool never holds more than a few MiB.
+mod pool {
+    use std::sync::Mutex;
+
+    use super::IoBuffer;
+    use crate::IO_ALIGN;
+
+    pub(super) const MAX_CLASS: usize = 16;
+    pub(super) const CLASS_BYTES: usize = 1 << 20;
+
+    static FREE: [Mutex<Vec<IoBuffer>>; MAX_CLASS] = [const { Mutex::new(Vec::new()) }; MAX_CLASS];
+
+    /// The pooled capacity for a buffer of `len` bytes, if it is pooled.
+    pub(super) fn class_len(len: usize) -> Option<usize> {
+        let units = len.div_ceil(IO_ALIGN).max(1);
+        (units <= MAX_CLASS).then_some(units * IO_ALIGN)
+    }
+
+    fn list(cap: usize) -> Option<&'static Mutex<Vec<IoBuffer>>> {
+        let units = cap / IO_ALIGN;
+        (cap % IO_ALIGN == 0 && (1..=MAX_CLASS).contains(&units)).then(|| &FREE[units - 1])
+    }
+
+    pub(super) fn take(len: usize) -> Option<IoBuffer> {
+        let list = list(class_len(len)?)?;
+        list.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    pub(super) fn give(buf: IoBuffer) {
+        let Some(list) = list(buf.cap) else { return };
+        let mut free = list.lock().unwrap_or_else(|e| e.into_inner());
+        if (free.len() + 1) * buf.cap <= CLASS_BYTES {
+            free.push(buf);
+        }
     }
 }
 
@@ -181,6 +251,28 @@ mod tests {
         }
         let small = IoBuffer::from_slice(b"abc");
         assert_eq!(small.as_ptr() as usize % IO_ALIGN, 0);
+    }
+
+    #[test]
+    fn read_buffers_are_reused_by_size_class() {
+        // A size class (13 IO_ALIGN units) no other code of this crate's
+        // tests uses, so nothing else takes from its list meanwhile.
+        let len = 13 * IO_ALIGN;
+        let mut a = IoBuffer::for_read(len);
+        assert_eq!(a.len(), len);
+        a[0] = 7;
+        let addr = a.as_ptr();
+        a.recycle();
+        let b = IoBuffer::for_read(len - 100);
+        assert_eq!(b.len(), len - 100);
+        assert_eq!(b.as_ptr(), addr, "the recycled allocation is reused");
+        assert_eq!(b[0], 7, "and keeps its bytes (reads overwrite them)");
+        b.recycle();
+        // Too large to pool: a plain zeroed buffer, freed on recycle.
+        let big = IoBuffer::for_read(1 << 20);
+        assert_eq!(big.len(), 1 << 20);
+        assert!(big.iter().all(|&x| x == 0));
+        big.recycle();
     }
 
     #[test]

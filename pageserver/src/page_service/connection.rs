@@ -619,6 +619,10 @@ where
             results.extend(pagestream::get_pages(tl, lsn, &run).await);
             i = j;
         }
+        // Room for every page of the batch (response header: under 64 bytes),
+        // so encoding never regrows the buffer.
+        self.out
+            .reserve(batch.len() * (pageserver_api::pagestream::PAGE_SIZE + 64));
         for ((req, _), result) in batch.iter().zip(&results) {
             if let Err(RequestError::Fatal { code, message }) = result {
                 self.send_error(code, message).await;

@@ -311,9 +311,7 @@ pub fn encode(
             &error
         }
     };
-    let mut payload = BytesMut::new();
-    response.write(v, &mut payload);
-    pq_proto::BeMessage::CopyData(&payload).write(out);
+    pq_proto::backend::write_copy_data_with(out, |b| response.write(v, b));
 }
 
 /// Observes one request's latency from arrival to flush.
