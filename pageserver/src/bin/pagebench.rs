@@ -119,6 +119,14 @@ struct Stream {
 }
 
 impl Stream {
+    /// Whether a whole backend message is already buffered.
+    fn has_frame(&self) -> bool {
+        self.inbuf.len() >= 5
+            && self.inbuf.len()
+                > u32::from_be_bytes([self.inbuf[1], self.inbuf[2], self.inbuf[3], self.inbuf[4]])
+                    as usize
+    }
+
     /// The next backend message as (tag, body). `postgres-protocol`'s
     /// backend parser does not know CopyBothResponse, so frames are split
     /// here and only bodies are interpreted.
@@ -250,7 +258,10 @@ async fn run_connection(
     let mut out = BytesMut::new();
     loop {
         let stopping = stop.load(Ordering::Relaxed);
-        if !stopping {
+        // Refill the queue once the responses that already arrived are
+        // handled: one write for all of them, as a prefetching compute
+        // sends, instead of a write (and a server wake-up) per response.
+        if !stopping && !s.has_frame() {
             out.clear();
             while in_flight.len() < args.queue_depth {
                 let (rel, blkno) = pick();
@@ -267,7 +278,9 @@ async fn run_connection(
                 frontend::CopyData::new(req.serialize(s.version))?.write(&mut out);
                 in_flight.push_back(Instant::now());
             }
-            s.socket.write_all(&out).await?;
+            if !out.is_empty() {
+                s.socket.write_all(&out).await?;
+            }
         }
         let Some(sent) = in_flight.pop_front() else {
             return Ok(outcome);
