@@ -8,9 +8,12 @@
 //! [`next_file_id`], so entries of a closed or replaced file are never served
 //! for another file and simply age out.
 //!
-//! [`LruBlockCache`] splits its capacity over up to 16 shards, each an
-//! intrusive doubly-linked LRU list over a slab plus a hash map, behind its own
-//! mutex: `get` and `insert` are O(1) (amortized over evictions). Capacity is
+//! [`LruBlockCache`] splits its capacity over up to 16 shards, each a slab
+//! of entries plus a hash map, behind its own mutex, evicting by CLOCK (an
+//! approximation of LRU: a hit sets the entry's reference flag, eviction
+//! takes the first entry after the clock hand whose flag is clear, clearing
+//! the flags it passes): `get` and `insert` are O(1) (amortized over
+//! evictions). Capacity is
 //! counted in blocks: an entry is charged `⌈len / 8192⌉` blocks, at least 1,
 //! so memory stays bounded by about `capacity × 8 KiB` whatever the entry
 //! sizes. It keeps hit/miss/insert/eviction counters per content kind, which
@@ -108,15 +111,6 @@ pub struct CacheStats {
     pub evictions: u64,
 }
 
-#[derive(Default)]
-struct Counters {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    inserts: AtomicU64,
-    evictions: AtomicU64,
-}
-
-type AllCounters = [Counters; ContentKind::ALL.len()];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct CacheKey {
@@ -167,14 +161,14 @@ impl std::hash::Hash for MapKey {
     }
 }
 
-const NIL: u32 = u32::MAX;
-
 struct Slot {
     key: CacheKey,
     value: Bytes,
     weight: u32,
-    prev: u32,
-    next: u32,
+    /// Set by a hit, cleared when the clock hand passes: a second chance.
+    referenced: bool,
+    /// False for a slot on the free list.
+    live: bool,
 }
 
 /// Blocks an entry of `len` bytes is charged.
@@ -182,7 +176,23 @@ fn weight(len: usize) -> usize {
     len.div_ceil(BLOCK_SIZE).max(1)
 }
 
-/// One LRU list: `head` is the most recently used slot, `tail` the least.
+/// Per-kind counters of one shard (updated under its lock).
+#[derive(Default, Clone, Copy)]
+struct ShardCounters {
+    hits: u64,
+    misses: u64,
+    inserts: u64,
+    evictions: u64,
+}
+
+/// One shard: a slab of entries, a hash map from key to slot, and a clock
+/// hand for eviction (CLOCK, the second-chance approximation of LRU).
+///
+/// Why not an exact LRU list: with a working set of hundreds of thousands
+/// of pages every hit moved its slot to the front, touching two or three
+/// other slots (cache misses each); a hit here only sets a flag in the slot
+/// it reads anyway. The counters live here too, under the lock already
+/// held, instead of in atomics every core writes.
 struct Shard {
     /// In blocks.
     capacity: usize,
@@ -191,8 +201,8 @@ struct Shard {
     slots: Vec<Slot>,
     /// Slots emptied by evictions, for reuse.
     free: Vec<u32>,
-    head: u32,
-    tail: u32,
+    hand: usize,
+    counters: [ShardCounters; ContentKind::ALL.len()],
 }
 
 impl Shard {
@@ -203,81 +213,70 @@ impl Shard {
             map: HashMap::with_capacity_and_hasher(capacity, Default::default()),
             slots: Vec::with_capacity(capacity),
             free: Vec::new(),
-            head: NIL,
-            tail: NIL,
+            hand: 0,
+            counters: Default::default(),
         }
-    }
-
-    fn unlink(&mut self, i: u32) {
-        let (prev, next) = {
-            let s = &self.slots[i as usize];
-            (s.prev, s.next)
-        };
-        if prev == NIL {
-            self.head = next;
-        } else {
-            self.slots[prev as usize].next = next;
-        }
-        if next == NIL {
-            self.tail = prev;
-        } else {
-            self.slots[next as usize].prev = prev;
-        }
-    }
-
-    fn push_front(&mut self, i: u32) {
-        let old = self.head;
-        {
-            let s = &mut self.slots[i as usize];
-            s.prev = NIL;
-            s.next = old;
-        }
-        if old == NIL {
-            self.tail = i;
-        } else {
-            self.slots[old as usize].prev = i;
-        }
-        self.head = i;
     }
 
     fn get(&mut self, key: &CacheKey) -> Option<Bytes> {
-        let i = *self.map.get(&MapKey(*key))?;
-        if self.head != i {
-            self.unlink(i);
-            self.push_front(i);
+        let found = self.map.get(&MapKey(*key)).map(|&i| {
+            let s = &mut self.slots[i as usize];
+            s.referenced = true;
+            s.value.clone()
+        });
+        let c = &mut self.counters[key.kind.idx()];
+        match found {
+            Some(_) => c.hits += 1,
+            None => c.misses += 1,
         }
-        Some(self.slots[i as usize].value.clone())
+        found
     }
 
-    /// Evicts the least recently used entry, counting it.
-    fn evict_one(&mut self, counters: &AllCounters) {
-        let victim = self.tail;
-        if victim == NIL {
-            return;
-        }
-        self.unlink(victim);
-        let s = &mut self.slots[victim as usize];
-        let old = s.key;
+    fn remove_slot(&mut self, i: u32) {
+        let s = &mut self.slots[i as usize];
         self.used -= s.weight as usize;
         s.value = Bytes::new();
-        self.map.remove(&MapKey(old));
-        self.free.push(victim);
-        counters[old.kind.idx()]
-            .evictions
-            .fetch_add(1, Ordering::Relaxed);
+        s.live = false;
+        let key = s.key;
+        self.map.remove(&MapKey(key));
+        self.free.push(i);
     }
 
-    /// Inserts (or replaces), evicting least recently used entries as
-    /// needed. An entry heavier than the whole shard is not kept.
-    fn insert(&mut self, key: CacheKey, value: Bytes, counters: &AllCounters) {
+    /// Evicts one entry other than `keep`: the first unreferenced one after
+    /// the hand, clearing the flags it passes. Returns false if there is
+    /// none to evict.
+    fn evict_one(&mut self, keep: Option<u32>) -> bool {
+        let n = self.slots.len();
+        // Two full turns clear every flag and then find a victim.
+        for _ in 0..2 * n + 1 {
+            let i = self.hand;
+            self.hand = (self.hand + 1) % n.max(1);
+            let Some(s) = self.slots.get_mut(i) else {
+                return false;
+            };
+            if !s.live || keep == Some(i as u32) {
+                continue;
+            }
+            if s.referenced {
+                s.referenced = false;
+                continue;
+            }
+            let kind = s.key.kind;
+            self.remove_slot(i as u32);
+            self.counters[kind.idx()].evictions += 1;
+            return true;
+        }
+        false
+    }
+
+    /// Inserts (or replaces), evicting entries as needed. An entry heavier
+    /// than the whole shard is not kept.
+    fn insert(&mut self, key: CacheKey, value: Bytes) {
+        self.counters[key.kind.idx()].inserts += 1;
         let w = weight(value.len());
         if w > self.capacity {
-            if let Some(i) = self.map.remove(&MapKey(key)) {
-                self.unlink(i);
-                let s = &mut self.slots[i as usize];
-                self.used -= s.weight as usize;
-                s.value = Bytes::new();
-                self.free.push(i);
+            if let Some(&i) = self.map.get(&MapKey(key)) {
+                self.remove_slot(i);
             }
             return;
         }
@@ -286,22 +285,17 @@ impl Shard {
             self.used = self.used - s.weight as usize + w;
             s.weight = w as u32;
             s.value = value;
-            self.unlink(i);
-            self.push_front(i);
-            while self.used > self.capacity {
-                self.evict_one(counters);
-            }
+            s.referenced = true;
+            while self.used > self.capacity && self.evict_one(Some(i)) {}
             return;
         }
-        while self.used + w > self.capacity {
-            self.evict_one(counters);
-        }
+        while self.used + w > self.capacity && self.evict_one(None) {}
         let slot = Slot {
             key,
             value,
             weight: w as u32,
-            prev: NIL,
-            next: NIL,
+            referenced: false,
+            live: true,
         };
         let i = match self.free.pop() {
             Some(i) => {
@@ -315,7 +309,6 @@ impl Shard {
         };
         self.used += w;
         self.map.insert(MapKey(key), i);
-        self.push_front(i);
     }
 }
 
@@ -324,7 +317,6 @@ impl Shard {
 pub struct LruBlockCache {
     shards: Vec<Mutex<Shard>>,
     capacity: usize,
-    counters: AllCounters,
 }
 
 impl std::fmt::Debug for LruBlockCache {
@@ -354,7 +346,6 @@ impl LruBlockCache {
         LruBlockCache {
             shards,
             capacity: capacity_blocks,
-            counters: Default::default(),
         }
     }
 
@@ -379,13 +370,15 @@ impl LruBlockCache {
 
     /// Counters for one kind of content.
     pub fn stats(&self, kind: ContentKind) -> CacheStats {
-        let c = &self.counters[kind.idx()];
-        CacheStats {
-            hits: c.hits.load(Ordering::Relaxed),
-            misses: c.misses.load(Ordering::Relaxed),
-            inserts: c.inserts.load(Ordering::Relaxed),
-            evictions: c.evictions.load(Ordering::Relaxed),
+        let mut out = CacheStats::default();
+        for shard in &self.shards {
+            let c = lock(shard).counters[kind.idx()];
+            out.hits += c.hits;
+            out.misses += c.misses;
+            out.inserts += c.inserts;
+            out.evictions += c.evictions;
         }
+        out
     }
 
     fn shard(&self, key: &CacheKey) -> &Mutex<Shard> {
@@ -410,17 +403,7 @@ impl BlockCache for LruBlockCache {
 
     fn get_at(&self, kind: ContentKind, file_id: u64, pos: u64) -> Option<Bytes> {
         let key = CacheKey { kind, file_id, pos };
-        let found = if self.capacity == 0 {
-            None
-        } else {
-            lock(self.shard(&key)).get(&key)
-        };
-        let c = &self.counters[kind.idx()];
-        match found {
-            Some(_) => c.hits.fetch_add(1, Ordering::Relaxed),
-            None => c.misses.fetch_add(1, Ordering::Relaxed),
-        };
-        found
+        lock(self.shard(&key)).get(&key)
     }
 
     fn insert_at(&self, kind: ContentKind, file_id: u64, pos: u64, value: Bytes) {
@@ -428,10 +411,7 @@ impl BlockCache for LruBlockCache {
             return;
         }
         let key = CacheKey { kind, file_id, pos };
-        lock(self.shard(&key)).insert(key, value, &self.counters);
-        self.counters[kind.idx()]
-            .inserts
-            .fetch_add(1, Ordering::Relaxed);
+        lock(self.shard(&key)).insert(key, value);
     }
 }
 
@@ -450,7 +430,7 @@ mod tests {
         c.insert(k, 1, 0, b(0));
         c.insert(k, 1, 1, b(1));
         c.insert(k, 1, 2, b(2));
-        assert_eq!(c.get(k, 1, 0), Some(b(0))); // 0 becomes most recent
+        assert_eq!(c.get(k, 1, 0), Some(b(0))); // 0 gets its second chance
         c.insert(k, 1, 3, b(3)); // evicts 1
         assert_eq!(c.get(k, 1, 1), None);
         assert_eq!(c.get(k, 1, 2), Some(b(2)));
@@ -482,6 +462,19 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_hit_between_scans_survives_them() {
+        let c = LruBlockCache::new(8);
+        let k = ContentKind::Blob;
+        c.insert(k, 1, 0, b(0));
+        for i in 1..1000u32 {
+            c.insert(k, 2, i, b(1));
+            assert_eq!(c.get(k, 1, 0), Some(b(0)), "hot entry evicted at {i}");
+        }
+        assert_eq!(c.len(), 8);
+        assert_eq!(c.stats(k).evictions, 1000 - 8);
+    }
+
+    #[test]
     fn entries_are_charged_by_size() {
         let c = LruBlockCache::new(10);
         let k = ContentKind::Blob;
@@ -494,7 +487,7 @@ mod tests {
             c.get_at(k, 1, 1 << 40).map(|v| v.len()),
             Some(4 * BLOCK_SIZE)
         );
-        // 4 more blocks: the least recently used (2 blocks) goes.
+        // 4 more blocks: the first entry without a hit since (2 blocks) goes.
         c.insert_at(k, 1, 4, big(4));
         assert_eq!(c.get_at(k, 1, 2), None);
         assert_eq!(c.get_at(k, 1, 3), Some(b(3)));
