@@ -11,9 +11,11 @@
 //! then reaps the completion queue once more. Reads served from the page
 //! cache complete inside that submit, so the caller finds its answers ready
 //! and no thread hand-off happens. Everything else completes later: the
-//! completion thread sleeps in `io_uring_enter` waiting for CQEs (it also
-//! submits anything a caller left behind, and wakes every [`WAIT_TICK`] at
-//! most), handles them, and answers the oneshots, which wakes the awaiting
+//! completion thread sleeps in `io_uring_enter` waiting for CQEs while
+//! anything is in flight (it also submits anything a caller left behind, and
+//! wakes every [`WAIT_TICK`] at most), and on a condition variable while
+//! nothing is, so CQEs that submitters reap themselves do not wake it. It
+//! handles the CQEs and answers the oneshots, which wakes the awaiting
 //! tasks. Whoever reaps handles all CQEs: a short read or write is queued
 //! again for the remainder, finished operations are answered, and queued
 //! operations are pushed as slots free up. No tokio worker blocks: the
@@ -43,7 +45,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -228,6 +230,8 @@ impl std::fmt::Debug for UringEngine {
 struct Shared {
     ring: IoUring,
     state: Mutex<State>,
+    /// Wakes the completion thread when it idles with nothing in flight.
+    wake: Condvar,
 }
 
 struct State {
@@ -239,6 +243,8 @@ struct State {
     /// Accepted, waiting for room in the ring (or resubmitted remainders).
     queued: VecDeque<Op>,
     closing: bool,
+    /// The completion thread waits on `wake`, not in the ring.
+    idle: bool,
 }
 
 impl Shared {
@@ -326,14 +332,26 @@ impl Shared {
         }
     }
 
-    /// Submits and reaps until nothing more can be pushed.
+    /// Submits and reaps until nothing more can be pushed; then wakes the
+    /// completion thread if something is left for it to wait for.
     fn submit_and_pump(&self) {
         loop {
             self.submit();
-            let pushed = self.pump(&mut self.lock());
+            let mut st = self.lock();
+            let pushed = self.pump(&mut st);
             if pushed == 0 {
+                self.wake_if_needed(&mut st);
                 return;
             }
+        }
+    }
+
+    /// Wakes an idle completion thread when operations are in flight or
+    /// queued (or the engine is closing). State lock held.
+    fn wake_if_needed(&self, st: &mut State) {
+        if st.idle && (st.in_flight > 0 || !st.queued.is_empty() || st.closing) {
+            st.idle = false;
+            self.wake.notify_one();
         }
     }
 }
@@ -367,7 +385,9 @@ impl UringEngine {
                 in_flight: 0,
                 queued: VecDeque::new(),
                 closing: false,
+                idle: false,
             }),
+            wake: Condvar::new(),
         });
         let for_thread = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -471,6 +491,7 @@ impl Drop for UringEngine {
             }
         }
         self.shared.submit();
+        self.shared.wake_if_needed(&mut self.shared.lock());
         drop(self.thread.take());
     }
 }
@@ -494,6 +515,21 @@ fn completion_loop(shared: &Shared) {
             shared.pump(&mut st);
             if st.closing && st.in_flight == 0 && st.queued.is_empty() {
                 return;
+            }
+            if st.in_flight == 0 && st.queued.is_empty() {
+                // Nothing to wait for in the ring. Waiting there anyway
+                // would wake this thread for every CQE, including the reads
+                // that submitters reap themselves right after submitting
+                // (page-cache hits): two context switches per read for
+                // nothing. Submitters wake it when they leave work behind;
+                // the timeout is only a safety net.
+                st.idle = true;
+                let (mut st, _) = shared
+                    .wake
+                    .wait_timeout(st, WAIT_TICK)
+                    .unwrap_or_else(PoisonError::into_inner);
+                st.idle = false;
+                continue;
             }
         }
         let waited = if bounded_wait {
