@@ -111,7 +111,6 @@ pub struct CacheStats {
     pub evictions: u64,
 }
 
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct CacheKey {
     kind: ContentKind,

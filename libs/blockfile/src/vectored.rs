@@ -180,7 +180,10 @@ struct IoOutcome {
 async fn do_io(file: VirtualFile, job: IoJob) -> IoOutcome {
     let offset = block_offset(job.first_blk);
     let (buf, res) = file
-        .read_exact_at(IoBuffer::for_read(job.nblocks as usize * BLOCK_SIZE), offset)
+        .read_exact_at(
+            IoBuffer::for_read(job.nblocks as usize * BLOCK_SIZE),
+            offset,
+        )
         .await;
     let buf = PooledBuf(Some(buf));
     if let Err(e) = res {
