@@ -171,6 +171,35 @@ impl WalStreamDecoder {
         }
     }
 
+    /// Reads up to `len` bytes of the stream from `src` straight into the
+    /// decoder's buffer (until `len` or end of file); returns how many.
+    /// When no record handed out earlier still refers to the buffer, its
+    /// allocation is reused, so a reader feeding fixed-size chunks touches
+    /// the same memory over and over instead of faulting in fresh pages.
+    pub fn feed_from(
+        &mut self,
+        src: &mut impl std::io::Read,
+        len: usize,
+    ) -> std::io::Result<usize> {
+        self.buf.reserve(len);
+        let start = self.buf.len();
+        self.buf.resize(start + len, 0);
+        let mut got = 0;
+        let res = loop {
+            if got == len {
+                break Ok(got);
+            }
+            match src.read(&mut self.buf[start + got..]) {
+                Ok(0) => break Ok(got),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.buf.truncate(start + got);
+        res
+    }
+
     /// LSN just past the last byte fed.
     pub fn available_lsn(&self) -> Lsn {
         Lsn(self.pos.0 + self.buf.len() as u64)

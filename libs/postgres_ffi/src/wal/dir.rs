@@ -8,7 +8,7 @@
 //! must have the configured size; anything else is an error naming the file.
 
 use std::fs;
-use std::io::Read;
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::types::TimeLineId;
@@ -44,13 +44,22 @@ pub struct WalDirReader {
     tli: TimeLineId,
     cfg: WalDecoderConfig,
     decoder: WalStreamDecoder,
+    /// The segment being read, its path and the offset of the next byte.
+    current: Option<(fs::File, PathBuf, u64)>,
     next_segno: XLogSegNo,
-    /// No more segment files: the decoder has all the input there is.
+    /// Where to start in the first segment (the start LSN's offset).
+    first_offset: u64,
     exhausted: bool,
 }
 
+/// Bytes read per call; a multiple of the WAL page size, and reads stay
+/// aligned to it (after the first), so records within a page are never split
+/// between two reads and can be handed out as slices of the buffer.
+const READ_CHUNK: u64 = 1 << 20;
+
 impl WalDirReader {
-    /// Reads timeline `tli` from `start` (a page boundary or record start).
+    /// A reader whose first record starts at `start` (a page boundary or a
+    /// record start, as for [`WalStreamDecoder::new`]).
     pub fn new(
         dir: &Path,
         tli: TimeLineId,
@@ -59,24 +68,16 @@ impl WalDirReader {
     ) -> Result<Self, WalDirError> {
         let decoder = WalStreamDecoder::new(start, cfg)?;
         let seg = cfg.segment_size;
-        let mut reader = WalDirReader {
+        Ok(WalDirReader {
             dir: dir.to_owned(),
             tli,
             cfg,
             decoder,
+            current: None,
             next_segno: seg.segno(start),
+            first_offset: seg.offset(start) as u64,
             exhausted: false,
-        };
-        // The first segment is fed from the start position on.
-        let Some(bytes) = reader.read_segment()? else {
-            reader.exhausted = true;
-            return Ok(reader);
-        };
-        let skip = seg.offset(start) as usize;
-        let mut bytes = bytes;
-        bytes.drain(..skip.min(bytes.len()));
-        reader.decoder.feed_owned(bytes);
-        Ok(reader)
+        })
     }
 
     /// Path of segment `segno` of this reader's timeline.
@@ -85,34 +86,70 @@ impl WalDirReader {
             .join(self.cfg.segment_size.file_name(self.tli, segno))
     }
 
-    fn read_segment(&mut self) -> Result<Option<Vec<u8>>, WalDirError> {
+    /// Opens the next segment file; false if it does not exist.
+    fn open_next_segment(&mut self) -> Result<bool, WalDirError> {
         let path = self.segment_path(self.next_segno);
+        let io_err = |path: &Path, source| WalDirError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let mut file = match fs::File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(WalDirError::Io { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => return Err(io_err(&path, source)),
         };
         let expected = self.cfg.segment_size.bytes();
-        let mut bytes = Vec::with_capacity(expected as usize);
-        file.read_to_end(&mut bytes)
+        let len = file.metadata().map_err(|e| io_err(&path, e))?.len();
+        if len != expected as u64 {
+            return Err(WalDirError::WrongSize {
+                path,
+                len,
+                expected,
+            });
+        }
+        let offset = std::mem::take(&mut self.first_offset);
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset))
+                .map_err(|e| io_err(&path, e))?;
+        }
+        self.next_segno += 1;
+        self.current = Some((file, path, offset));
+        Ok(true)
+    }
+
+    /// Feeds the decoder the next chunk of WAL; false at the end of input.
+    fn feed_chunk(&mut self) -> Result<bool, WalDirError> {
+        if self.current.is_none() && !self.open_next_segment()? {
+            return Ok(false);
+        }
+        let seg_len = self.cfg.segment_size.bytes() as u64;
+        let Some((file, path, offset)) = self.current.as_mut() else {
+            return Ok(false);
+        };
+        let want = (READ_CHUNK - *offset % READ_CHUNK).min(seg_len - *offset);
+        let got = self
+            .decoder
+            .feed_from(file, want as usize)
             .map_err(|source| WalDirError::Io {
                 path: path.clone(),
                 source,
             })?;
-        if bytes.len() as u64 != expected as u64 {
+        *offset += got as u64;
+        if (got as u64) < want {
+            // The file was the right size when opened and shrank since.
             return Err(WalDirError::WrongSize {
-                path,
-                len: bytes.len() as u64,
-                expected,
+                path: path.clone(),
+                len: *offset,
+                expected: seg_len as u32,
             });
         }
-        self.next_segno += 1;
-        Ok(Some(bytes))
+        if *offset == seg_len {
+            self.current = None;
+        }
+        Ok(true)
     }
 
     /// The next record; `Ok(None)` when the files end between records.
-    /// The usual end of a `pg_wal` directory is an error for which
-    /// [`WalDecodeError::is_end_of_wal`] is true (zeroed or recycled space).
     pub fn next_record(&mut self) -> Result<Option<WalRecord>, WalDirError> {
         loop {
             if let Some(r) = self.decoder.next_record()? {
@@ -122,9 +159,8 @@ impl WalDirReader {
                 self.decoder.check_end_of_input()?;
                 return Ok(None);
             }
-            match self.read_segment()? {
-                Some(bytes) => self.decoder.feed_owned(bytes),
-                None => self.exhausted = true,
+            if !self.feed_chunk()? {
+                self.exhausted = true;
             }
         }
     }

@@ -98,10 +98,13 @@ pub fn restore_image(image: &BlockImage) -> Result<Box<[u8; BLCKSZ]>, ImageError
         return Err(geometry());
     }
 
-    let mut page = Box::new([0u8; BLCKSZ]);
-    page[..hole_offset].copy_from_slice(&content[..hole_offset]);
-    page[hole_offset + hole_length..].copy_from_slice(&content[hole_offset..]);
-    Ok(page)
+    // Built by appending, so each byte is written once (no zeroed page that
+    // is then overwritten).
+    let mut page = Vec::with_capacity(BLCKSZ);
+    page.extend_from_slice(&content[..hole_offset]);
+    page.resize(hole_offset + hole_length, 0);
+    page.extend_from_slice(&content[hole_offset..]);
+    page.into_boxed_slice().try_into().map_err(|_| geometry())
 }
 
 #[cfg(test)]

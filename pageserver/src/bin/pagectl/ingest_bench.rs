@@ -57,6 +57,33 @@ fn backup_start(pgdata: &Path) -> anyhow::Result<Option<Lsn>> {
     })?))
 }
 
+/// `perf record --control fifo:PATH -D -1` support: when
+/// `PAGECTL_PERF_CTL` names perf's control FIFO, the profile covers only the
+/// decode + ingest phase (not the import before it or the flush after it).
+struct PerfControl(Option<std::fs::File>);
+
+impl PerfControl {
+    fn from_env() -> Self {
+        let file = std::env::var_os("PAGECTL_PERF_CTL").and_then(|path| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| eprintln!("PAGECTL_PERF_CTL {}: {e}", Path::new(&path).display()))
+                .ok()
+        });
+        PerfControl(file)
+    }
+
+    fn send(&self, command: &str) {
+        use std::io::Write;
+        if let Some(mut f) = self.0.as_ref() {
+            if let Err(e) = writeln!(f, "{command}") {
+                eprintln!("PAGECTL_PERF_CTL: {e}");
+            }
+        }
+    }
+}
+
 pub fn run(
     pgdata: &Path,
     pg_wal: &Path,
@@ -126,6 +153,8 @@ async fn bench(pgdata: &Path, pg_wal: &Path, workdir: &Path, budget_mb: u64) -> 
         "imported {} pages at {start}; ingesting",
         summary.relation_pages
     );
+    let perf = PerfControl::from_env();
+    perf.send("enable");
     let (cpu0, _) = rusage();
     let t0 = Instant::now();
     let (mut records, mut bytes, mut fpi_bytes) = (0u64, 0u64, 0u64);
@@ -156,6 +185,7 @@ async fn bench(pgdata: &Path, pg_wal: &Path, workdir: &Path, budget_mb: u64) -> 
     }
     ingest.commit().await?;
     let (cpu1, rss_ingest) = rusage();
+    perf.send("disable");
     let wall = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     tl.freeze_and_flush().await?;

@@ -88,7 +88,7 @@ type Version = (Lsn, Packed);
 enum Versions {
     /// The common case of a key written once in the layer: no allocation.
     One(Version),
-    /// Two or more; capacity grows by a quarter (at least 1) when full.
+    /// Two or more; capacity grows by a quarter (at least 4) when full.
     Many(Vec<Version>),
 }
 
@@ -128,7 +128,7 @@ impl Versions {
             }
         };
         if vs.len() == vs.capacity() {
-            vs.reserve_exact((vs.len() / 4).max(1));
+            vs.reserve_exact((vs.len() / 4).max(4));
         }
         vs.insert(at, (lsn, packed));
     }
