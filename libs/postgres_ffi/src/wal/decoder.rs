@@ -160,17 +160,6 @@ impl WalStreamDecoder {
         self.buf.extend_from_slice(data);
     }
 
-    /// [`Self::feed`] for an owned buffer: taken over without a copy when
-    /// nothing is buffered (whole segment files, large messages), so that
-    /// records inside one page can then be handed out as slices of it.
-    pub fn feed_owned(&mut self, data: Vec<u8>) {
-        if self.buf.is_empty() {
-            self.buf = BytesMut::from(bytes::Bytes::from(data));
-        } else {
-            self.buf.extend_from_slice(&data);
-        }
-    }
-
     /// Reads up to `len` bytes of the stream from `src` straight into the
     /// decoder's buffer (until `len` or end of file); returns how many.
     /// When no record handed out earlier still refers to the buffer, its

@@ -49,6 +49,7 @@ pub struct WalDirReader {
     next_segno: XLogSegNo,
     /// Where to start in the first segment (the start LSN's offset).
     first_offset: u64,
+    /// No more segment files: the decoder has all the input there is.
     exhausted: bool,
 }
 
@@ -150,6 +151,8 @@ impl WalDirReader {
     }
 
     /// The next record; `Ok(None)` when the files end between records.
+    /// The usual end of a `pg_wal` directory is an error for which
+    /// [`WalDecodeError::is_end_of_wal`] is true (zeroed or recycled space).
     pub fn next_record(&mut self) -> Result<Option<WalRecord>, WalDirError> {
         loop {
             if let Some(r) = self.decoder.next_record()? {
