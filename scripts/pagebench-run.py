@@ -173,7 +173,7 @@ def start(bin_dir: Path, workdir: Path, http_port: int, pg_port: int, extra: lis
     sys.exit("pageserver did not start")
 
 
-def run_pagebench(opts, pg_port: int, tenant: str, timeline: str, blocks: list[str], depth: int, runtime: int):
+def run_pagebench(opts, pg_port: int, tenant: str, timeline: str, blocks: list[str], depth: int, runtime: int, per_second: bool = False):
     return subprocess.run(
         [
             str(opts.bin_dir / "pagebench"),
@@ -191,6 +191,7 @@ def run_pagebench(opts, pg_port: int, tenant: str, timeline: str, blocks: list[s
             str(depth),
             "--runtime",
             str(runtime),
+            *(["--per-second"] if per_second else []),
         ],
         capture_output=True,
         text=True,
@@ -207,6 +208,7 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--queue-depth", default="1", help="one depth or a comma-separated list, one run each")
     ap.add_argument("--runtime", type=int, default=20)
+    ap.add_argument("--per-second", action="store_true", help="pagebench also prints each second's requests and latency")
     ap.add_argument("--warmup", type=int, default=0, help="seconds of unmeasured reads before each measured run")
     ap.add_argument(
         "--ps-config",
@@ -276,7 +278,7 @@ def main() -> None:
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )
-                bench = run_pagebench(opts, pg_port, tenant, timeline, blocks, depth, opts.runtime)
+                bench = run_pagebench(opts, pg_port, tenant, timeline, blocks, depth, opts.runtime, opts.per_second)
                 server_cpu = cpu_seconds(proc.pid) - cpu_before
                 batches = [a - b for a, b in zip(batch_sizes(http_port), batches_before)]
                 batch = round(batches[0] / batches[1], 2) if batches[1] else None

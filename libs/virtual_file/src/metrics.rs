@@ -19,6 +19,7 @@ pub(crate) struct Counters {
     pub reads: AtomicU64,
     pub read_bytes: AtomicU64,
     pub bounce_reads: AtomicU64,
+    pub cached_reads: AtomicU64,
     pub writes: AtomicU64,
     pub written_bytes: AtomicU64,
     pub fsyncs: AtomicU64,
@@ -36,6 +37,7 @@ pub(crate) static COUNTERS: Counters = Counters {
     reads: AtomicU64::new(0),
     read_bytes: AtomicU64::new(0),
     bounce_reads: AtomicU64::new(0),
+    cached_reads: AtomicU64::new(0),
     writes: AtomicU64::new(0),
     written_bytes: AtomicU64::new(0),
     fsyncs: AtomicU64::new(0),
@@ -76,6 +78,9 @@ pub struct Stats {
     pub read_bytes: u64,
     /// Direct reads that went through an aligned bounce buffer.
     pub bounce_reads: u64,
+    /// Buffered reads served from the OS page cache on the calling thread,
+    /// without the engine (`preadv2` with `RWF_NOWAIT`).
+    pub cached_reads: u64,
     /// Completed write requests.
     pub writes: u64,
     /// Bytes written by successful writes.
@@ -106,6 +111,7 @@ pub fn stats() -> Stats {
         reads: get(&c.reads),
         read_bytes: get(&c.read_bytes),
         bounce_reads: get(&c.bounce_reads),
+        cached_reads: get(&c.cached_reads),
         writes: get(&c.writes),
         written_bytes: get(&c.written_bytes),
         fsyncs: get(&c.fsyncs),

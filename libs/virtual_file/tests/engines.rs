@@ -282,3 +282,64 @@ async fn cancelled_reads_do_not_break_the_engine() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Buffered reads try the OS page cache on the calling thread first: reads
+/// of evicted pages still go through the engine and return the right bytes,
+/// and reads of cached pages are counted as served without it.
+#[tokio::test]
+async fn page_cache_fast_path_and_fallback() -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let dir = scratch();
+    let len = 512 * 1024;
+    let path = dir.path.join("cached");
+    write_pattern_file(&path, 7, len).await?;
+    for engine in [IoEngineKind::StdFs, IoEngineKind::IoUring] {
+        let file = open_checked(&path, engine, IoMode::Buffered).await?;
+        // Drop the file's clean pages so the first pass misses the cache
+        // (advisory: the kernel may keep some, which only makes them hits).
+        let raw = std::fs::File::open(&path)?;
+        raw.sync_all()?;
+        // SAFETY: plain advisory syscall on an fd this test owns.
+        let rc = unsafe { libc::posix_fadvise(raw.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(rc, 0, "posix_fadvise");
+        let reads: Vec<(u64, IoBuffer)> = (0..32u64)
+            .map(|i| (i * 16_000, IoBuffer::zeroed(8192)))
+            .collect();
+        for pass in 0..2 {
+            let before = virtual_file::stats().cached_reads;
+            let got = file
+                .read_exact_at_many(
+                    reads
+                        .iter()
+                        .map(|(o, b)| (*o, IoBuffer::zeroed(b.len())))
+                        .collect(),
+                )
+                .await;
+            for ((offset, _), (buf, res)) in reads.iter().zip(got) {
+                res?;
+                assert_eq!(
+                    &buf[..],
+                    &pattern(7, *offset, 8192)[..],
+                    "{engine} pass {pass} at {offset}"
+                );
+            }
+            let served = virtual_file::stats().cached_reads - before;
+            if pass == 1 {
+                assert!(
+                    served >= reads.len() as u64,
+                    "{engine}: second pass found {served} of {} reads in the page cache",
+                    reads.len()
+                );
+            }
+        }
+        // A read past the end is still an error, not a fast-path success.
+        let (_, res) = file
+            .read_exact_at(IoBuffer::zeroed(8192), len as u64 - 100)
+            .await;
+        assert_eq!(
+            res.expect_err("past the end").kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+    }
+    Ok(())
+}

@@ -71,6 +71,11 @@ struct GetPageArgs {
     /// Protocol version (2 or 3).
     #[arg(long, default_value_t = 3)]
     protocol: u8,
+    /// Also print requests and latency percentiles for each second of the
+    /// run (by the second a response arrived), to tell a periodic stall
+    /// from a uniform tail.
+    #[arg(long)]
+    per_second: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -218,6 +223,9 @@ fn error_text(body: &[u8]) -> String {
 
 struct Outcome {
     latencies_us: Vec<u32>,
+    /// Per response: whole seconds since the run started when it arrived
+    /// (filled only with `--per-second`).
+    arrival_s: Vec<u16>,
     errors: u64,
 }
 
@@ -225,6 +233,7 @@ async fn run_connection(
     args: Arc<GetPageArgs>,
     ranges: Arc<Vec<BlockRange>>,
     stop: Arc<AtomicBool>,
+    started: Instant,
     seed: usize,
 ) -> anyhow::Result<Outcome> {
     let mut s = Stream::connect(&args).await?;
@@ -252,6 +261,7 @@ async fn run_connection(
     let mut in_flight: VecDeque<Instant> = VecDeque::new();
     let mut outcome = Outcome {
         latencies_us: Vec::with_capacity(1 << 20),
+        arrival_s: Vec::new(),
         errors: 0,
     };
     let mut reqid = 0u64;
@@ -297,6 +307,10 @@ async fn run_connection(
         }
         let us = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
         outcome.latencies_us.push(us);
+        if args.per_second {
+            let second = started.elapsed().as_secs().min(u64::from(u16::MAX)) as u16;
+            outcome.arrival_s.push(second);
+        }
     }
 }
 
@@ -325,17 +339,36 @@ async fn get_page_latest_lsn(args: GetPageArgs) -> anyhow::Result<()> {
             Arc::clone(&args),
             Arc::clone(&ranges),
             Arc::clone(&stop),
+            started,
             i,
         )));
     }
     tokio::time::sleep(Duration::from_secs(args.runtime)).await;
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
+    let mut by_second: Vec<Vec<u32>> = Vec::new();
     let mut errors = 0;
     for t in tasks {
         let outcome = t.await.context("connection task")??;
+        for (&us, &second) in outcome.latencies_us.iter().zip(&outcome.arrival_s) {
+            let second = usize::from(second);
+            if by_second.len() <= second {
+                by_second.resize_with(second + 1, Vec::new);
+            }
+            by_second[second].push(us);
+        }
         latencies.extend(outcome.latencies_us);
         errors += outcome.errors;
+    }
+    for (second, lat) in by_second.iter_mut().enumerate() {
+        lat.sort_unstable();
+        println!(
+            "second {second}: {} requests, latency p50 {} µs, p99 {} µs, max {} µs",
+            lat.len(),
+            percentile(lat, 0.5),
+            percentile(lat, 0.99),
+            lat.last().copied().unwrap_or(0),
+        );
     }
     let elapsed = started.elapsed().as_secs_f64();
     let client_cpu = process_cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);

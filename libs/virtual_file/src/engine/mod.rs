@@ -15,9 +15,14 @@
 //!   so memory the kernel writes into is never freed or reused early. The
 //!   `Arc<File>` passed in is held until the kernel is done with the fd.
 //!
+//! Buffered reads are first tried against the OS page cache on the calling
+//! thread ([`cached`]); only the ones it cannot serve whole reach the
+//! engine.
+//!
 //! Callers: `file.rs`. The io_uring engine is process-wide and started on
 //! first use ([`uring::global`]); std-fs needs no state.
 
+pub(crate) mod cached;
 pub(crate) mod std_fs;
 pub(crate) mod uring;
 
@@ -27,6 +32,7 @@ use std::sync::Arc;
 
 use crate::buffer::IoBuffer;
 use crate::config::{EngineUnavailable, IoEngineKind};
+use crate::metrics::{bump, COUNTERS};
 use crate::IO_ALIGN;
 
 /// Result of an engine read: the buffer back, and bytes read or the error.
@@ -68,6 +74,48 @@ impl Engine {
     /// Issues all reads at once; results in request order. Each read fills
     /// its buffer, or stops early at end of file.
     pub(crate) async fn read_many(
+        &self,
+        file: Arc<File>,
+        reads: Vec<(u64, IoBuffer)>,
+        direct: bool,
+    ) -> Vec<ReadResult> {
+        if direct {
+            return self.engine_read_many(file, reads, direct).await;
+        }
+        let mut results: Vec<Option<ReadResult>> = Vec::with_capacity(reads.len());
+        let mut rest = Vec::new();
+        let mut rest_at = Vec::new();
+        for (i, (offset, mut buf)) in reads.into_iter().enumerate() {
+            if cached::try_read(&file, &mut buf, offset) {
+                bump(&COUNTERS.cached_reads);
+                let len = buf.len();
+                results.push(Some((buf, Ok(len))));
+            } else {
+                results.push(None);
+                rest.push((offset, buf));
+                rest_at.push(i);
+            }
+        }
+        if !rest.is_empty() {
+            let done = self.engine_read_many(file, rest, direct).await;
+            for (i, result) in rest_at.into_iter().zip(done) {
+                results[i] = Some(result);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    (
+                        IoBuffer::zeroed(0),
+                        Err(io::Error::other("read result missing")),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    async fn engine_read_many(
         &self,
         file: Arc<File>,
         reads: Vec<(u64, IoBuffer)>,
