@@ -214,7 +214,7 @@ def main() -> None:
         "--ps-config",
         action="append",
         default=[],
-        help="extra pageserver.toml setting for the measured runs, e.g. page_cache_size=196608 (repeatable)",
+        help="extra pageserver.toml setting for the load (when it runs) and the measured runs, e.g. page_cache_size=196608 (repeatable)",
     )
     ap.add_argument(
         "--keep-dir",
@@ -238,8 +238,10 @@ def main() -> None:
             proc = start(opts.bin_dir, workdir, http_port, pg_port, [])
             print(f"reusing {pages} pages loaded in {root}", file=sys.stderr)
         else:
+            # Settings apply to the load too (e.g. image_compression shapes
+            # the image layers it writes).
             workdir.mkdir()
-            proc = start(opts.bin_dir, workdir, http_port, pg_port, [])
+            proc = start(opts.bin_dir, workdir, http_port, pg_port, opts.ps_config)
         try:
             if not saved.exists():
                 tenant = requests.post(f"{base}/tenant", json={"compaction_period": "0s", "gc_period": "0s"}).json()
