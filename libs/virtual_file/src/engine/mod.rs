@@ -102,17 +102,7 @@ impl Engine {
                 results[i] = Some(result);
             }
         }
-        results
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
-                    (
-                        IoBuffer::zeroed(0),
-                        Err(io::Error::other("read result missing")),
-                    )
-                })
-            })
-            .collect()
+        fill_missing(results)
     }
 
     async fn engine_read_many(
@@ -145,6 +135,22 @@ impl Engine {
             Engine::IoUring(ring) => ring.fsync(file).await,
         }
     }
+}
+
+/// Results in request order; a slot nobody filled (a bug, never expected)
+/// becomes an error rather than a panic.
+pub(crate) fn fill_missing(slots: Vec<Option<ReadResult>>) -> Vec<ReadResult> {
+    slots
+        .into_iter()
+        .map(|slot| {
+            slot.unwrap_or_else(|| {
+                (
+                    IoBuffer::zeroed(0),
+                    Err(io::Error::other("read result missing")),
+                )
+            })
+        })
+        .collect()
 }
 
 /// After a short read of `done` bytes into a buffer starting at `offset`,

@@ -15,7 +15,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use super::{lost_task, may_continue, ReadResult};
+use super::{fill_missing, lost_task, may_continue, ReadResult};
 use crate::buffer::IoBuffer;
 
 /// Reads into `buf` at `offset` until full or end of file.
@@ -93,17 +93,7 @@ pub(crate) async fn read_many(
             }
         }
     }
-    slots
-        .into_iter()
-        .map(|slot| {
-            slot.unwrap_or_else(|| {
-                (
-                    IoBuffer::zeroed(0),
-                    Err(io::Error::other("read result missing")),
-                )
-            })
-        })
-        .collect()
+    fill_missing(slots)
 }
 
 pub(crate) async fn write_all(
