@@ -6,6 +6,7 @@ with its own issue)."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import struct
@@ -247,11 +248,17 @@ def test_pagebench_get_page_latest_lsn(env, pagebench_bin) -> None:
         "4",
         "--runtime",
         "2",
+        "--per-second",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["requests"] > 100, summary
+    # --per-second: one line per second of the run, counts adding up to the total.
+    seconds = re.findall(r"^second (\d+): (\d+) requests", result.stdout, re.M)
+    assert len(seconds) >= 2, result.stdout
+    assert [int(s) for s, _ in seconds] == list(range(len(seconds)))
+    assert sum(int(n) for _, n in seconds) == summary["requests"], result.stdout
     assert summary["errors"] == 0, summary
     assert summary["latency_us"]["p50"] <= summary["latency_us"]["p99"] <= summary["latency_us"]["p99.9"]
 
