@@ -27,8 +27,6 @@
 //! is an error rather than a silent overwrite (the storage engine keeps only
 //! the last value written at an LSN).
 
-use std::collections::BTreeSet;
-
 // Keys and tags are not attacker-chosen here (they come from the WAL we
 // follow); a fast hash keeps per-block bookkeeping cheap.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -67,6 +65,78 @@ enum MetaItem {
     TwoPhaseDir,
 }
 
+/// The keys the current record has put, to refuse a second value for one.
+/// Most records put one to three keys: those are checked by a scan of a
+/// short list; a record that puts many (a relation extended by a run of
+/// zero pages) moves them into a hash set.
+#[derive(Default)]
+struct RecordKeys {
+    few: Vec<Key>,
+    many: HashSet<Key>,
+}
+
+impl RecordKeys {
+    const SCAN_LIMIT: usize = 16;
+
+    /// False if `key` was already put by this record.
+    fn insert(&mut self, key: Key) -> bool {
+        if !self.many.is_empty() {
+            return self.many.insert(key);
+        }
+        if self.few.contains(&key) {
+            return false;
+        }
+        if self.few.len() < Self::SCAN_LIMIT {
+            self.few.push(key);
+        } else {
+            self.many.extend(self.few.drain(..));
+            self.many.insert(key);
+        }
+        true
+    }
+
+    fn clear(&mut self) {
+        self.few.clear();
+        if !self.many.is_empty() {
+            self.many.clear();
+        }
+    }
+}
+
+/// Metadata items the current record changed. A record changes a handful
+/// at most, so a list with linear membership keeps its allocation from
+/// record to record (an ordered set would allocate a node per record);
+/// [`DirtyItems::take_sorted`] yields them in key order.
+#[derive(Default)]
+struct DirtyItems(Vec<MetaItem>);
+
+impl DirtyItems {
+    fn insert(&mut self, item: MetaItem) {
+        if !self.0.contains(&item) {
+            self.0.push(item);
+        }
+    }
+
+    fn remove(&mut self, item: &MetaItem) {
+        self.0.retain(|i| i != item);
+    }
+
+    /// The items in order, leaving the list empty; hand the vector back
+    /// with [`DirtyItems::give_back`] to reuse its allocation.
+    fn take_sorted(&mut self) -> Vec<MetaItem> {
+        let mut items = std::mem::take(&mut self.0);
+        items.sort_unstable();
+        items
+    }
+
+    fn give_back(&mut self, mut items: Vec<MetaItem>) {
+        if self.0.is_empty() {
+            items.clear();
+            self.0 = items;
+        }
+    }
+}
+
 /// Decoded metadata; `None`/absent = not loaded yet.
 #[derive(Default)]
 struct MetaCache {
@@ -97,9 +167,9 @@ pub struct DatadirModification {
     /// Raw (not cached) values put since the last commit, for reads.
     raw_overlay: HashMap<Key, Bytes>,
     /// Metadata changed by the current record, not yet serialized.
-    dirty: BTreeSet<MetaItem>,
+    dirty: DirtyItems,
     /// Keys that got a value from the current record.
-    record_keys: HashSet<Key>,
+    record_keys: RecordKeys,
     poisoned: bool,
 }
 
@@ -116,8 +186,8 @@ impl DatadirModification {
             pending_bytes: 0,
             pending_pages: 0,
             raw_overlay: HashMap::default(),
-            dirty: BTreeSet::new(),
-            record_keys: HashSet::default(),
+            dirty: DirtyItems::default(),
+            record_keys: RecordKeys::default(),
             poisoned: false,
         }
     }
@@ -203,8 +273,8 @@ impl DatadirModification {
 
     /// Serializes the metadata the current record changed, at its LSN.
     fn finish_record(&mut self) -> Result<(), DatadirError> {
-        let dirty = std::mem::take(&mut self.dirty);
-        for item in dirty {
+        let dirty = self.dirty.take_sorted();
+        for &item in &dirty {
             let (key, bytes) = match item {
                 MetaItem::DbDir => match &self.cache.dbdir {
                     Some(d) => (DBDIR_KEY, d.encode()),
@@ -239,6 +309,7 @@ impl DatadirModification {
             };
             self.push(key, Value::Image(bytes), false)?;
         }
+        self.dirty.give_back(dirty);
         self.record_keys.clear();
         Ok(())
     }

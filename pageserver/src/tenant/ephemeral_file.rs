@@ -1,7 +1,8 @@
 //! An append-only scratch file backing one in-memory layer.
 //!
 //! Values are appended to an in-memory tail buffer; a full tail is written to
-//! the file in one large write. Bytes below [`EphemeralFile::flushed_len`] are
+//! the file in one large write, on the writer's thread
+//! ([`VirtualFile::write_all_at_inline`]). Bytes below [`EphemeralFile::flushed_len`] are
 //! on the file and never change again, so a reader can copy what it needs from
 //! the tail under the owner's lock and read the rest from the file without it
 //! ([`EphemeralFile::plan_read`]). The file is deleted when this is dropped:
@@ -90,9 +91,12 @@ impl EphemeralFile {
     }
 
     async fn flush_tail(&mut self) -> io::Result<()> {
-        let buf = IoBuffer::from_slice(&self.tail);
-        let (_, res) = self.file.write_all_at(buf, self.flushed).await;
-        res?;
+        // The file is buffered and deleted before writeback usually starts,
+        // so this is a copy into the page cache: done inline, from the tail
+        // itself (no aligned copy, no engine hand-off).
+        self.file
+            .write_all_at_inline(&self.tail, self.flushed)
+            .await?;
         self.flushed += self.tail.len() as u64;
         self.tail.clear();
         Ok(())
