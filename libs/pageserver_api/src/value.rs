@@ -152,12 +152,26 @@ impl Value {
         }
     }
 
+    /// Appends the header of a serialized `Value::Image`; the image bytes
+    /// follow it, written by the caller (e.g. a page restored in place).
+    pub fn ser_image_header(out: &mut Vec<u8>) {
+        out.extend_from_slice(&[VALUE_FORMAT_V1, TAG_IMAGE, FLAG_WILL_INIT]);
+    }
+
+    /// Appends what `ser_into` gives for a `WalRecord::Postgres` with these
+    /// fields, from a borrowed record.
+    pub fn ser_postgres_record(out: &mut Vec<u8>, will_init: bool, rec: &[u8]) {
+        let flags = if will_init { FLAG_WILL_INIT } else { 0 };
+        out.extend_from_slice(&[VALUE_FORMAT_V1, TAG_POSTGRES, flags]);
+        out.extend_from_slice(rec);
+    }
+
     /// Appends the serialized form (module docs) to `out`.
     pub fn ser_into(&self, out: &mut Vec<u8>) {
         let wi = |b: bool| if b { FLAG_WILL_INIT } else { 0 };
         let rec = match self {
             Value::Image(page) => {
-                out.extend_from_slice(&[VALUE_FORMAT_V1, TAG_IMAGE, FLAG_WILL_INIT]);
+                Value::ser_image_header(out);
                 out.extend_from_slice(page);
                 return;
             }
@@ -165,8 +179,7 @@ impl Value {
         };
         match rec {
             WalRecord::Postgres { will_init, rec } => {
-                out.extend_from_slice(&[VALUE_FORMAT_V1, TAG_POSTGRES, wi(*will_init)]);
-                out.extend_from_slice(rec);
+                Value::ser_postgres_record(out, *will_init, rec);
             }
             WalRecord::Test {
                 append,

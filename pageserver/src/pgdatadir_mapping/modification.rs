@@ -45,7 +45,21 @@ use utils::lsn::Lsn;
 
 use super::format::{self, DbDirectory, RelDirectory, SlruSegmentDirectory, TwoPhaseDirectory};
 use super::{DatadirError, DatadirView, ZERO_PAGE};
+use crate::tenant::storage_layer::batch::{SerializedBatch, ValueTooLarge};
 use crate::tenant::timeline::Timeline;
+
+/// Outcome of a failed push into the pending batch: the caller's writer
+/// failed, or the value came out too large.
+enum Pushed<E> {
+    Write(E),
+    TooLarge(ValueTooLarge),
+}
+
+impl<E> From<ValueTooLarge> for Pushed<E> {
+    fn from(e: ValueTooLarge) -> Self {
+        Pushed::TooLarge(e)
+    }
+}
 
 /// Rough per-value overhead on top of the payload, for batch sizing.
 const VALUE_OVERHEAD: usize = 48;
@@ -159,7 +173,9 @@ pub struct DatadirModification {
     committed_lsn: Lsn,
     /// End LSN of the record being added.
     lsn: Lsn,
-    pending: Vec<(Key, Lsn, Value)>,
+    /// Values of the records since the last commit, serialized as they
+    /// were added.
+    pending: SerializedBatch,
     pending_bytes: usize,
     /// Pending page values (relation or SLRU blocks): reads of pages must go
     /// through a commit first.
@@ -182,7 +198,7 @@ impl DatadirModification {
             cache: MetaCache::default(),
             committed_lsn,
             lsn: committed_lsn,
-            pending: Vec::new(),
+            pending: SerializedBatch::new(),
             pending_bytes: 0,
             pending_pages: 0,
             raw_overlay: HashMap::default(),
@@ -316,31 +332,55 @@ impl DatadirModification {
 
     /// Adds a value for `key` at the current record's LSN.
     fn push(&mut self, key: Key, value: Value, is_page: bool) -> Result<(), DatadirError> {
+        self.push_with(key, value.will_init(), is_page, |out| {
+            value.ser_into(out);
+            Ok(())
+        })
+    }
+
+    /// Adds a value for `key` at the current record's LSN that `write`
+    /// serializes (as `Value::ser_into` would) into the pending batch.
+    fn push_with<E: From<DatadirError>>(
+        &mut self,
+        key: Key,
+        will_init: bool,
+        is_page: bool,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
         if self.lsn <= self.committed_lsn {
             return Err(DatadirError::LsnNotAdvancing {
                 lsn: self.lsn,
                 current: self.committed_lsn,
-            });
+            }
+            .into());
         }
         if !key.is_valid_key_on_write_path() {
             return Err(DatadirError::Unstorable {
                 what: format!("key {key}"),
                 reason: "field2 (tablespace OID) does not fit 16 bits".to_owned(),
-            });
+            }
+            .into());
         }
         if !self.record_keys.insert(key) {
-            return Err(DatadirError::DuplicatePut { key, lsn: self.lsn });
+            return Err(DatadirError::DuplicatePut { key, lsn: self.lsn }.into());
         }
-        self.pending_bytes += VALUE_OVERHEAD
-            + match &value {
-                Value::Image(b) => b.len(),
-                Value::WalRecord(WalRecord::Postgres { rec, .. }) => rec.len(),
-                Value::WalRecord(_) => 32,
-            };
+        let before = self.pending.data().len();
+        self.pending
+            .push_with(key, self.lsn, will_init, |out| {
+                write(out).map_err(Pushed::Write)
+            })
+            .map_err(|e| match e {
+                Pushed::Write(e) => e,
+                Pushed::TooLarge(e) => DatadirError::Unstorable {
+                    what: format!("value of key {} at {}", e.key, e.lsn),
+                    reason: format!("{} bytes serialized, above the limit", e.len),
+                }
+                .into(),
+            })?;
+        self.pending_bytes += VALUE_OVERHEAD + (self.pending.data().len() - before);
         if is_page {
             self.pending_pages += 1;
         }
-        self.pending.push((key, self.lsn, value));
         Ok(())
     }
 
@@ -374,7 +414,7 @@ impl DatadirModification {
             });
         }
         writer
-            .put_batch(&self.pending, self.lsn)
+            .put_serialized(&self.pending, self.lsn)
             .await
             .map_err(|source| DatadirError::Commit {
                 lsn: self.lsn,
@@ -674,6 +714,30 @@ impl DatadirModification {
         }
         .await;
         self.poison_on_err(r)
+    }
+
+    /// [`Self::put_rel_block`] of a value that `write` serializes straight
+    /// into the pending batch, in the form of `Value::ser_into` (a page
+    /// restored from a full-page image, a WAL record copied from the
+    /// decoder's buffer): no intermediate `Value` is built.
+    pub async fn put_rel_block_with<E: From<DatadirError>>(
+        &mut self,
+        rel: RelTag,
+        blkno: BlockNumber,
+        will_init: bool,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.check()?;
+        let r = async {
+            self.extend_rel_to(rel, blkno, &|_| ZERO_PAGE.clone())
+                .await?;
+            self.push_with(rel_block_to_key(rel, blkno), will_init, true, write)
+        }
+        .await;
+        if r.is_err() {
+            self.poisoned = true;
+        }
+        r
     }
 
     /// Makes `rel` (created if missing) at least `blkno + 1` blocks long,

@@ -74,20 +74,25 @@ impl EphemeralFile {
         self.flushed
     }
 
-    /// Appends through `fill`, which writes into the tail (and may take
-    /// back what it wrote by truncating to the length it found), and returns
-    /// the offset the appended bytes start at with `fill`'s result. The tail
-    /// is written out first if it is full.
-    pub async fn append_with<R>(
-        &mut self,
-        fill: impl FnOnce(&mut Vec<u8>) -> R,
-    ) -> io::Result<(u64, R)> {
-        if self.tail.len() >= TAIL_CAPACITY {
-            self.flush_tail().await?;
-        }
+    /// Appends `data`; returns the offset it starts at. A run longer than
+    /// the tail that starts on an empty tail is written from `data` itself.
+    pub async fn append_bytes(&mut self, mut data: &[u8]) -> io::Result<u64> {
         let offset = self.len();
-        let r = fill(&mut self.tail);
-        Ok((offset, r))
+        while !data.is_empty() {
+            if self.tail.is_empty() && data.len() >= TAIL_CAPACITY {
+                self.file.write_all_at_inline(data, self.flushed).await?;
+                self.flushed += data.len() as u64;
+                break;
+            }
+            let room = TAIL_CAPACITY.saturating_sub(self.tail.len());
+            let (now, later) = data.split_at(room.min(data.len()));
+            self.tail.extend_from_slice(now);
+            data = later;
+            if self.tail.len() >= TAIL_CAPACITY {
+                self.flush_tail().await?;
+            }
+        }
+        Ok(offset)
     }
 
     async fn flush_tail(&mut self) -> io::Result<()> {
@@ -169,11 +174,15 @@ mod tests {
         let mut expected = Vec::new();
         let mut offsets = Vec::new();
         for i in 0..3000u32 {
-            let chunk: Vec<u8> = (0..(i % 300)).map(|b| (b as u8) ^ (i as u8)).collect();
-            let (off, ()) = f
-                .append_with(|t| t.extend_from_slice(&chunk))
-                .await
-                .unwrap();
+            // Mostly small appends; every 500th is longer than the tail, so
+            // some are written from the caller's buffer directly.
+            let len = if i % 500 == 250 {
+                3 * TAIL_CAPACITY / 2
+            } else {
+                (i % 300) as usize
+            };
+            let chunk: Vec<u8> = (0..len).map(|b| (b as u8) ^ (i as u8)).collect();
+            let off = f.append_bytes(&chunk).await.unwrap();
             assert_eq!(off, expected.len() as u64);
             offsets.push((off, chunk.len()));
             expected.extend_from_slice(&chunk);

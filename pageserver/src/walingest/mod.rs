@@ -599,20 +599,36 @@ impl Ingest {
                 });
             };
             let rel = rel_tag(blk.rnode, fork as u8)?;
-            let value = match &blk.image {
+            // Values are serialized straight into the pending batch: an
+            // image is restored there, a record copied from the WAL buffer.
+            let raw = &rec.raw[..];
+            match &blk.image {
                 // Hash and GiST redo edit some restored pages further: keep
                 // the record (it carries the image) for redo to do both.
                 Some(img) if img.apply && !edits_restored => {
-                    let page = img.restore().map_err(|source| IngestErrorKind::Image {
-                        block_id: blk.block_id,
-                        source,
-                    })?;
-                    Value::Image(restored_page(page, rec.end_lsn, blk.blkno, checksums))
+                    let (end_lsn, blkno) = (rec.end_lsn, blk.blkno);
+                    let restore = |out: &mut Vec<u8>| {
+                        Value::ser_image_header(out);
+                        let start = out.len();
+                        img.restore_into(out)
+                            .map_err(|source| IngestErrorKind::Image {
+                                block_id: blk.block_id,
+                                source,
+                            })?;
+                        finish_restored_page(&mut out[start..], end_lsn, blkno, checksums);
+                        Ok::<(), IngestErrorKind>(())
+                    };
+                    self.m.put_rel_block_with(rel, blkno, true, restore).await?;
                 }
-                Some(img) if img.apply => Value::WalRecord(StoredRecord::Postgres {
-                    will_init: true,
-                    rec: rec.raw.clone(),
-                }),
+                Some(img) if img.apply => {
+                    let copy = |out: &mut Vec<u8>| {
+                        Value::ser_postgres_record(out, true, raw);
+                        Ok::<(), IngestErrorKind>(())
+                    };
+                    self.m
+                        .put_rel_block_with(rel, blk.blkno, true, copy)
+                        .await?;
+                }
                 // Never store what could not be reconstructed later.
                 _ if !pg_redo::is_supported(rmid, rec.info()) => {
                     return Err(IngestErrorKind::Unsupported {
@@ -624,12 +640,17 @@ impl Ingest {
                 }
                 // A verification-only image (wal_consistency_checking):
                 // redo ignores it and applies the record.
-                _ => Value::WalRecord(StoredRecord::Postgres {
-                    will_init: blk.will_init() || (init_block0 && blk.block_id == 0),
-                    rec: rec.raw.clone(),
-                }),
-            };
-            self.m.put_rel_block(rel, blk.blkno, value).await?;
+                _ => {
+                    let will_init = blk.will_init() || (init_block0 && blk.block_id == 0);
+                    let copy = |out: &mut Vec<u8>| {
+                        Value::ser_postgres_record(out, will_init, raw);
+                        Ok::<(), IngestErrorKind>(())
+                    };
+                    self.m
+                        .put_rel_block_with(rel, blk.blkno, will_init, copy)
+                        .await?;
+                }
+            }
         }
         Ok(())
     }
@@ -773,23 +794,19 @@ fn check_tablespace(spcnode: u32) -> Result<()> {
     }
 }
 
-/// A page restored from a full-page image, with its LSN set to the
-/// record's end as Postgres redo does (unless the page is all new).
-/// A page restored from a full-page image, as redo leaves it: LSN set to
-/// the record's end unless the page is new, and, with data checksums, the
-/// checksum of block `blkno` (images carry whatever the primary's buffer
-/// held, not a valid checksum).
-fn restored_page(mut page: Box<[u8; BLCKSZ]>, end_lsn: Lsn, blkno: u32, checksums: bool) -> Bytes {
-    let is_new = PageHeaderData::read(&page[..]).map_or(true, |h| h.is_new());
+/// Turns a page just restored from a full-page image into what redo
+/// leaves: LSN set to the record's end unless the page is new, and, with
+/// data checksums, the checksum of block `blkno` (images carry whatever the
+/// primary's buffer held, not a valid checksum).
+fn finish_restored_page(page: &mut [u8], end_lsn: Lsn, blkno: u32, checksums: bool) {
+    let is_new = PageHeaderData::read(page).map_or(true, |h| h.is_new());
     if !is_new {
         // The page is 8 KiB, longer than the 8-byte LSN field.
-        let _ = page_set_lsn(&mut page[..], end_lsn);
+        let _ = page_set_lsn(page, end_lsn);
     }
     if checksums {
-        stamp_checksum(&mut page[..], blkno);
+        stamp_checksum(page, blkno);
     }
-    // Taken over without a copy.
-    Bytes::from(page as Box<[u8]>)
 }
 
 /// An initialised empty page with no special space (`PageInit(page, BLCKSZ,

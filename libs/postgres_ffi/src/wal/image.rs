@@ -43,6 +43,20 @@ pub enum ImageError {
 
 /// Rebuilds the 8 KiB page an image encodes.
 pub fn restore_image(image: &BlockImage) -> Result<Box<[u8; BLCKSZ]>, ImageError> {
+    let mut page = Vec::with_capacity(BLCKSZ);
+    restore_image_into(image, &mut page)?;
+    page.into_boxed_slice()
+        .try_into()
+        .map_err(|p: Box<[u8]>| ImageError::BadGeometry {
+            hole_offset: image.hole_offset,
+            hole_length: image.hole_length,
+            stored: p.len(),
+        })
+}
+
+/// Appends the 8 KiB page an image encodes to `out` (e.g. straight into a
+/// serialization buffer); on error `out` is left as it was.
+pub fn restore_image_into(image: &BlockImage, out: &mut Vec<u8>) -> Result<(), ImageError> {
     let hole_offset = image.hole_offset as usize;
     let hole_length = image.hole_length as usize;
     let geometry = || ImageError::BadGeometry {
@@ -99,12 +113,13 @@ pub fn restore_image(image: &BlockImage) -> Result<Box<[u8; BLCKSZ]>, ImageError
     }
 
     // Built by appending, so each byte is written once (no zeroed page that
-    // is then overwritten).
-    let mut page = Vec::with_capacity(BLCKSZ);
-    page.extend_from_slice(&content[..hole_offset]);
-    page.resize(hole_offset + hole_length, 0);
-    page.extend_from_slice(&content[hole_offset..]);
-    page.into_boxed_slice().try_into().map_err(|_| geometry())
+    // is then overwritten). The checks above make it exactly BLCKSZ bytes.
+    out.reserve(BLCKSZ);
+    let start = out.len();
+    out.extend_from_slice(&content[..hole_offset]);
+    out.resize(start + hole_offset + hole_length, 0);
+    out.extend_from_slice(&content[hole_offset..]);
+    Ok(())
 }
 
 #[cfg(test)]

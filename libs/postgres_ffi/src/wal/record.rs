@@ -130,6 +130,11 @@ impl BlockImage {
     pub fn restore(&self) -> Result<Box<[u8; BLCKSZ]>, ImageError> {
         restore_image(self)
     }
+
+    /// Appends the page to `out`; `out` is unchanged on error.
+    pub fn restore_into(&self, out: &mut Vec<u8>) -> Result<(), ImageError> {
+        super::image::restore_image_into(self, out)
+    }
 }
 
 /// One block reference of a record.

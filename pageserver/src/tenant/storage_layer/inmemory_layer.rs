@@ -33,6 +33,7 @@ use pageserver_api::keyspace::KeySpace;
 use pageserver_api::value::Value;
 use utils::lsn::Lsn;
 
+use super::batch::{SerializedBatch, ValueTooLarge};
 use super::reconstruct::ValuesReconstructState;
 use super::LayerReadError;
 use crate::tenant::ephemeral_file::EphemeralFile;
@@ -78,6 +79,16 @@ pub enum PutError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<ValueTooLarge> for PutError {
+    fn from(e: ValueTooLarge) -> Self {
+        PutError::ValueTooLarge {
+            key: e.key,
+            lsn: e.lsn,
+            len: e.len,
+        }
+    }
 }
 
 /// One version of a key: its LSN and where its value is.
@@ -241,62 +252,48 @@ impl InMemoryLayer {
 
     /// Appends values; all of the batch is indexed under one lock hold.
     pub async fn put_batch(&self, batch: &[(Key, Lsn, Value)]) -> Result<(), PutError> {
+        self.put_serialized(&SerializedBatch::from_values(batch)?)
+            .await
+    }
+
+    /// Appends a serialized batch: its bytes go to the file in one append,
+    /// then all its values are indexed under one lock hold.
+    pub async fn put_serialized(&self, batch: &SerializedBatch) -> Result<(), PutError> {
         if let Some(end) = self.end_lsn() {
             return Err(PutError::Frozen {
                 start: self.start_lsn,
                 end,
             });
         }
+        if let Some(e) = batch.entries().iter().find(|e| e.lsn < self.start_lsn) {
+            return Err(PutError::LsnBelowStart {
+                lsn: e.lsn,
+                start: self.start_lsn,
+            });
+        }
         let mut inner = self.inner.write().await;
-        let mut staged = Vec::with_capacity(batch.len());
-        for (key, lsn, value) in batch {
-            if *lsn < self.start_lsn {
-                return Err(PutError::LsnBelowStart {
-                    lsn: *lsn,
-                    start: self.start_lsn,
-                });
-            }
-            // Serialized straight into the file's tail; taken back if it is
-            // too large to index.
-            let appended = inner
-                .file
-                .append_with(|tail| {
-                    let start = tail.len();
-                    value.ser_into(tail);
-                    let len = tail.len() - start;
-                    if len > MAX_VALUE_LEN {
-                        tail.truncate(start);
-                    }
-                    len
-                })
-                .await;
-            let (offset, len) = appended.map_err(|source| PutError::Io {
+        let base = inner.file.len();
+        if base + batch.data().len() as u64 > MAX_OFFSET {
+            return Err(PutError::LayerFull {
                 path: inner.file.path().to_string(),
-                source,
-            })?;
-            if len > MAX_VALUE_LEN {
-                return Err(PutError::ValueTooLarge {
-                    key: *key,
-                    lsn: *lsn,
-                    len,
-                });
-            }
-            if offset > MAX_OFFSET {
-                return Err(PutError::LayerFull {
-                    path: inner.file.path().to_string(),
-                });
-            }
-            staged.push((*key, *lsn, Packed::new(offset, len, value.will_init())));
+            });
         }
-        for (key, lsn, packed) in staged {
-            match inner.index.entry(key) {
-                Entry::Vacant(e) => {
-                    e.insert(Versions::One((lsn, packed)));
+        let appended = inner.file.append_bytes(batch.data()).await;
+        appended.map_err(|source| PutError::Io {
+            path: inner.file.path().to_string(),
+            source,
+        })?;
+        let inner = &mut *inner;
+        for e in batch.entries() {
+            let packed = Packed::new(base + e.start as u64, e.len, e.will_init);
+            match inner.index.entry(e.key) {
+                Entry::Vacant(v) => {
+                    v.insert(Versions::One((e.lsn, packed)));
                 }
-                Entry::Occupied(mut e) => e.get_mut().put(lsn, packed),
+                Entry::Occupied(mut o) => o.get_mut().put(e.lsn, packed),
             }
-            inner.values += 1;
         }
+        inner.values += batch.len() as u64;
         self.size.store(inner.file.len(), Ordering::Relaxed);
         Ok(())
     }

@@ -4,10 +4,11 @@
 //! written in their LSN range; image layers hold one materialised value per key
 //! at one LSN. [`layer_desc`] names and describes persistent layers (the
 //! description is all the layer map needs to plan a read); [`inmemory_layer`]
-//! receives new writes; [`delta_layer`] and [`image_layer`] are the immutable
+//! receives new writes (serialized first into a [`batch`]); [`delta_layer`] and [`image_layer`] are the immutable
 //! files on the block format of [`format`], handled through [`layer::Layer`];
 //! [`reconstruct`] is what a read collects per key.
 
+pub mod batch;
 pub mod delta_layer;
 pub mod format;
 pub mod image_layer;

@@ -21,6 +21,7 @@ use utils::lsn::Lsn;
 
 use super::layer_manager::LayerManager;
 use super::{lock, Timeline};
+use crate::tenant::storage_layer::batch::SerializedBatch;
 use crate::tenant::storage_layer::inmemory_layer::{InMemoryLayer, PutError};
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +126,16 @@ impl TimelineWriter<'_> {
         batch: &[(Key, Lsn, Value)],
         commit_lsn: Lsn,
     ) -> Result<(), WriteError> {
+        let batch = SerializedBatch::from_values(batch).map_err(PutError::from)?;
+        self.put_serialized(&batch, commit_lsn).await
+    }
+
+    /// [`Self::put_batch`] of values already serialized.
+    pub async fn put_serialized(
+        &mut self,
+        batch: &SerializedBatch,
+        commit_lsn: Lsn,
+    ) -> Result<(), WriteError> {
         if self.tl.cancel.is_cancelled() {
             return Err(WriteError::Cancelled);
         }
@@ -135,18 +146,18 @@ impl TimelineWriter<'_> {
                 last,
             });
         }
-        for (key, lsn, _) in batch {
-            if *lsn <= last {
+        for e in batch.entries() {
+            if e.lsn <= last {
                 return Err(WriteError::LsnNotAdvancing {
-                    key: *key,
-                    lsn: *lsn,
+                    key: e.key,
+                    lsn: e.lsn,
                     last,
                 });
             }
-            if *lsn > commit_lsn {
+            if e.lsn > commit_lsn {
                 return Err(WriteError::LsnAboveCommit {
-                    key: *key,
-                    lsn: *lsn,
+                    key: e.key,
+                    lsn: e.lsn,
                     commit: commit_lsn,
                 });
             }
@@ -154,7 +165,7 @@ impl TimelineWriter<'_> {
         if !batch.is_empty() {
             let layer = self.open_layer().await?;
             let before = layer.size();
-            layer.put_batch(batch).await?;
+            layer.put_serialized(batch).await?;
             self.tl.resources.ephemeral_add(layer.size() - before);
         }
         self.finish_write(commit_lsn);
