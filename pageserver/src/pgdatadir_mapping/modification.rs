@@ -716,11 +716,23 @@ impl DatadirModification {
         self.poison_on_err(r)
     }
 
+    /// Makes sure the size of `rel` is cached, creating the fork (0 blocks)
+    /// if it does not exist, so that [`Self::put_rel_block_with`] can run
+    /// without IO. Cheap when the size is cached already (the rule on the
+    /// ingest path: the first block of a relation in a batch loads it).
+    pub async fn prepare_rel(&mut self, rel: RelTag) -> Result<(), DatadirError> {
+        if self.cache.rel_sizes.contains_key(&rel) {
+            return self.check();
+        }
+        self.create_rel_if_missing(rel).await.map(|_| ())
+    }
+
     /// [`Self::put_rel_block`] of a value that `write` serializes straight
     /// into the pending batch, in the form of `Value::ser_into` (a page
     /// restored from a full-page image, a WAL record copied from the
-    /// decoder's buffer): no intermediate `Value` is built.
-    pub async fn put_rel_block_with<E: From<DatadirError>>(
+    /// decoder's buffer): no intermediate `Value` is built, and nothing is
+    /// awaited. The fork must have been prepared ([`Self::prepare_rel`]).
+    pub fn put_rel_block_with<E: From<DatadirError>>(
         &mut self,
         rel: RelTag,
         blkno: BlockNumber,
@@ -728,16 +740,43 @@ impl DatadirModification {
         write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
     ) -> Result<(), E> {
         self.check()?;
-        let r = async {
-            self.extend_rel_to(rel, blkno, &|_| ZERO_PAGE.clone())
-                .await?;
-            self.push_with(rel_block_to_key(rel, blkno), will_init, true, write)
-        }
-        .await;
+        let r = match self.cache.rel_sizes.get(&rel) {
+            Some(&size) => self
+                .extend_known(rel, size, blkno, &|_| ZERO_PAGE.clone())
+                .map_err(E::from)
+                .and_then(|()| {
+                    self.push_with(rel_block_to_key(rel, blkno), will_init, true, write)
+                }),
+            None => Err(DatadirError::RelationNotFound { rel, lsn: self.lsn }.into()),
+        };
         if r.is_err() {
             self.poisoned = true;
         }
         r
+    }
+
+    /// Extends `rel`, whose size is `size`, to `blkno + 1` blocks if it is
+    /// shorter, filling the blocks before `blkno` with `fill(block)`.
+    fn extend_known(
+        &mut self,
+        rel: RelTag,
+        size: BlockNumber,
+        blkno: BlockNumber,
+        fill: &(dyn Fn(BlockNumber) -> Bytes + Sync),
+    ) -> Result<(), DatadirError> {
+        if blkno > MAX_BLOCKNUMBER {
+            return Err(DatadirError::Unstorable {
+                what: format!("block {blkno} of {rel}"),
+                reason: "block number 0xFFFFFFFF is InvalidBlockNumber".to_owned(),
+            });
+        }
+        if blkno >= size {
+            for gap in size..blkno {
+                self.push(rel_block_to_key(rel, gap), Value::Image(fill(gap)), true)?;
+            }
+            self.set_rel_size(rel, blkno + 1);
+        }
+        Ok(())
     }
 
     /// Makes `rel` (created if missing) at least `blkno + 1` blocks long,
@@ -751,12 +790,6 @@ impl DatadirModification {
     ) -> Result<BlockNumber, DatadirError> {
         self.check()?;
         let r = async {
-            if blkno > MAX_BLOCKNUMBER {
-                return Err(DatadirError::Unstorable {
-                    what: format!("block {blkno} of {rel}"),
-                    reason: "block number 0xFFFFFFFF is InvalidBlockNumber".to_owned(),
-                });
-            }
             let size = match self.rel_size_inner(rel).await? {
                 Some(n) => n,
                 None => {
@@ -764,12 +797,7 @@ impl DatadirModification {
                     0
                 }
             };
-            if blkno >= size {
-                for gap in size..blkno {
-                    self.push(rel_block_to_key(rel, gap), Value::Image(fill(gap)), true)?;
-                }
-                self.set_rel_size(rel, blkno + 1);
-            }
+            self.extend_known(rel, size, blkno, fill)?;
             Ok(size)
         }
         .await;

@@ -599,6 +599,7 @@ impl Ingest {
                 });
             };
             let rel = rel_tag(blk.rnode, fork as u8)?;
+            self.m.prepare_rel(rel).await?;
             // Values are serialized straight into the pending batch: an
             // image is restored there, a record copied from the WAL buffer.
             let raw = &rec.raw[..];
@@ -618,16 +619,14 @@ impl Ingest {
                         finish_restored_page(&mut out[start..], end_lsn, blkno, checksums);
                         Ok::<(), IngestErrorKind>(())
                     };
-                    self.m.put_rel_block_with(rel, blkno, true, restore).await?;
+                    self.m.put_rel_block_with(rel, blkno, true, restore)?;
                 }
                 Some(img) if img.apply => {
                     let copy = |out: &mut Vec<u8>| {
                         Value::ser_postgres_record(out, true, raw);
                         Ok::<(), IngestErrorKind>(())
                     };
-                    self.m
-                        .put_rel_block_with(rel, blk.blkno, true, copy)
-                        .await?;
+                    self.m.put_rel_block_with(rel, blk.blkno, true, copy)?;
                 }
                 // Never store what could not be reconstructed later.
                 _ if !pg_redo::is_supported(rmid, rec.info()) => {
@@ -646,9 +645,7 @@ impl Ingest {
                         Value::ser_postgres_record(out, will_init, raw);
                         Ok::<(), IngestErrorKind>(())
                     };
-                    self.m
-                        .put_rel_block_with(rel, blk.blkno, will_init, copy)
-                        .await?;
+                    self.m.put_rel_block_with(rel, blk.blkno, will_init, copy)?;
                 }
             }
         }

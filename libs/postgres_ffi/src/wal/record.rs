@@ -309,15 +309,18 @@ fn decode_body(
     format: &WalFormat,
 ) -> Result<WalRecord, RecordFormatError> {
     let flags = &format.bkpimage;
-    let body = raw.slice(SIZE_OF_XLOG_RECORD..);
-    let mut cur = Cursor::new(&body);
+    // A borrowed view: a `Bytes` slice here would cost a reference-count
+    // round trip per record.
+    let mut cur = Cursor::new(raw.get(SIZE_OF_XLOG_RECORD..).unwrap_or_default());
     // Payload bytes announced by the headers so far; u64 so that a garbage
     // record cannot overflow it.
     let mut datatotal: u64 = 0;
     let mut main_data_len: u64 = 0;
     let mut origin = None;
     let mut toplevel_xid = None;
-    let mut pending: Vec<PendingBlock> = Vec::new();
+    // Records have one to three block references as a rule: kept inline,
+    // no allocation per record.
+    let mut pending: smallvec::SmallVec<[PendingBlock; 4]> = smallvec::SmallVec::new();
     let mut prev_rnode: Option<RelFileNode> = None;
 
     while cur.remaining() as u64 > datatotal {
