@@ -511,6 +511,33 @@ impl VirtualFile {
         res
     }
 
+    /// Fills `buf` from `offset` with `pread` on the calling thread (see
+    /// [`Self::write_all_at_inline`]: for buffered scratch files whose data
+    /// is in the page cache), into the caller's memory rather than an
+    /// aligned buffer. A file that ends first gives `UnexpectedEof`. An
+    /// `O_DIRECT` file goes through the engine and a bounce copy.
+    pub async fn read_exact_at_inline(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        if self.inner.direct {
+            let (got, res) = self
+                .read_exact_at(IoBuffer::zeroed(buf.len()), offset)
+                .await;
+            res?;
+            buf.copy_from_slice(&got);
+            return Ok(());
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let file = self.inner.fd().await?;
+        let res = std::os::unix::fs::FileExt::read_exact_at(&*file, buf, offset);
+        bump(&COUNTERS.reads);
+        match &res {
+            Ok(()) => add(&COUNTERS.read_bytes, buf.len() as u64),
+            Err(_) => bump(&COUNTERS.io_errors),
+        }
+        res
+    }
+
     /// Flushes data and metadata to stable storage.
     pub async fn sync_all(&self) -> io::Result<()> {
         let file = self.inner.fd().await?;

@@ -136,19 +136,31 @@ impl EphemeralFile {
         })
     }
 
-    /// Every byte appended so far, for flushing the layer to a delta file.
-    pub async fn read_all(&self) -> io::Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(self.len() as usize);
-        if self.flushed > 0 {
-            let (buf, res) = self
-                .file
-                .read_exact_at(IoBuffer::zeroed(self.flushed as usize), 0)
-                .await;
-            res?;
-            out.extend_from_slice(&buf);
+    /// Fills `buf` with the bytes at `[offset, offset + buf.len())`: the
+    /// part on the file read on the calling thread (it is in the page
+    /// cache as a rule), the rest copied from the tail.
+    pub async fn read_into(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let end = offset + buf.len() as u64;
+        if end > self.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "read of {} bytes at {offset} past the end ({}) of {}",
+                    buf.len(),
+                    self.len(),
+                    self.path
+                ),
+            ));
         }
-        out.extend_from_slice(&self.tail);
-        Ok(out)
+        let on_file = (self.flushed.min(end).saturating_sub(offset)) as usize;
+        let (file_part, tail_part) = buf.split_at_mut(on_file);
+        self.file.read_exact_at_inline(file_part, offset).await?;
+        if !tail_part.is_empty() {
+            // The tail part starts at `max(offset, flushed)`.
+            let tail_start = (offset.max(self.flushed) - self.flushed) as usize;
+            tail_part.copy_from_slice(&self.tail[tail_start..tail_start + tail_part.len()]);
+        }
+        Ok(())
     }
 }
 
@@ -197,7 +209,16 @@ mod tests {
         let got = f.plan_read(start, 20).unwrap().execute().await.unwrap();
         assert_eq!(&got[..], &expected[start as usize..start as usize + 20]);
         assert!(f.plan_read(f.len() - 1, 2).is_err());
-        assert_eq!(f.read_all().await.unwrap(), expected);
+        let mut all = vec![0; expected.len()];
+        f.read_into(0, &mut all).await.unwrap();
+        assert_eq!(all, expected);
+        let mut straddling = vec![0; 20];
+        f.read_into(start, &mut straddling).await.unwrap();
+        assert_eq!(
+            &straddling[..],
+            &expected[start as usize..start as usize + 20]
+        );
+        assert!(f.read_into(f.len() - 1, &mut [0; 2]).await.is_err());
         drop(f);
         assert!(!path.exists());
     }

@@ -202,8 +202,8 @@ impl std::fmt::Debug for InMemoryLayer {
     }
 }
 
-/// Every value of a layer in (key, LSN) order, for flushing: the file
-/// content and `(key, lsn, will_init, byte range)` entries into it.
+/// Every value of a layer in (key, LSN) order: the values' bytes and
+/// `(key, lsn, will_init, byte range)` entries into them.
 pub struct SortedValues {
     pub data: Vec<u8>,
     pub entries: Vec<(Key, Lsn, bool, Range<usize>)>,
@@ -366,33 +366,105 @@ impl InMemoryLayer {
         keys
     }
 
-    /// Every value in (key, LSN) order. Reads the whole file once: its size
-    /// is bounded by the checkpoint distance.
+    /// Every value in (key, LSN) order, read in one window (tests and small
+    /// layers; the flush reads windows of [`Self::flush_order`]).
     pub async fn sorted_values(&self) -> Result<SortedValues, LayerReadError> {
-        let inner = self.inner.read().await;
-        let data = inner
-            .file
-            .read_all()
-            .await
-            .map_err(|e| LayerReadError::io(inner.file.path(), e))?;
-        let mut entries = Vec::with_capacity(inner.values as usize);
-        let mut keys: Vec<(&Key, &Versions)> = inner.index.iter().collect();
-        keys.sort_unstable_by_key(|(k, _)| **k);
-        for (key, versions) in keys {
-            for (lsn, packed) in versions.as_slice() {
-                let start = packed.offset() as usize;
-                let range = start..start + packed.len();
-                if range.end > data.len() {
-                    return Err(LayerReadError::Corrupt {
-                        path: inner.file.path().to_string(),
-                        reason: format!("value of key {key} at {lsn} lies past the end"),
-                    });
-                }
-                entries.push((*key, *lsn, packed.will_init(), range));
-            }
-        }
+        let order = self.flush_order().await;
+        let mut data = Vec::new();
+        let ranges = self.read_window(&order, &mut data).await?;
+        let entries = order
+            .iter()
+            .zip(ranges)
+            .map(|(e, r)| (e.key, e.lsn, e.will_init, r))
+            .collect();
         Ok(SortedValues { data, entries })
     }
+
+    /// Every value's location in (key, LSN) order, for a flush that reads
+    /// the values a window at a time ([`Self::read_window`]): the layer's
+    /// data never has to be in memory at once.
+    pub async fn flush_order(&self) -> Vec<FlushEntry> {
+        let inner = self.inner.read().await;
+        let mut keys: Vec<(&Key, &Versions)> = inner.index.iter().collect();
+        keys.sort_unstable_by_key(|(k, _)| **k);
+        let mut order = Vec::with_capacity(inner.values as usize);
+        for (key, versions) in keys {
+            for (lsn, packed) in versions.as_slice() {
+                order.push(FlushEntry {
+                    key: *key,
+                    lsn: *lsn,
+                    will_init: packed.will_init(),
+                    offset: packed.offset(),
+                    len: packed.len(),
+                });
+            }
+        }
+        order
+    }
+
+    /// Reads the values of `entries` into `out` (replacing its content),
+    /// back to back in the order given; returns each one's range in `out`.
+    /// The file is read in offset order, nearby values in one read.
+    pub async fn read_window(
+        &self,
+        entries: &[FlushEntry],
+        out: &mut Vec<u8>,
+    ) -> Result<Vec<Range<usize>>, LayerReadError> {
+        /// Values closer than this in the file are read together.
+        const MAX_GAP: u64 = 16 * 1024;
+        /// Longest read of several values.
+        const MAX_READ: u64 = 1024 * 1024;
+        let inner = self.inner.read().await;
+        let io_err = |e| LayerReadError::io(inner.file.path(), e);
+        let mut dest = Vec::with_capacity(entries.len());
+        let mut total = 0;
+        for e in entries {
+            dest.push(total..total + e.len);
+            total += e.len;
+        }
+        out.clear();
+        out.resize(total, 0);
+        let mut by_offset: Vec<usize> = (0..entries.len()).collect();
+        by_offset.sort_unstable_by_key(|&i| entries[i].offset);
+        let mut scratch = Vec::new();
+        let mut i = 0;
+        while i < by_offset.len() {
+            let start = entries[by_offset[i]].offset;
+            let mut end = start + entries[by_offset[i]].len as u64;
+            let mut j = i + 1;
+            while let Some(e) = by_offset.get(j).map(|&k| &entries[k]) {
+                let e_end = e.offset + e.len as u64;
+                if e.offset > end + MAX_GAP || e_end.max(end) - start > MAX_READ {
+                    break;
+                }
+                end = end.max(e_end);
+                j += 1;
+            }
+            scratch.clear();
+            scratch.resize((end - start) as usize, 0);
+            inner
+                .file
+                .read_into(start, &mut scratch)
+                .await
+                .map_err(io_err)?;
+            for &k in &by_offset[i..j] {
+                let at = (entries[k].offset - start) as usize;
+                out[dest[k].clone()].copy_from_slice(&scratch[at..at + entries[k].len]);
+            }
+            i = j;
+        }
+        Ok(dest)
+    }
+}
+
+/// Where one value of a layer is, in flush order.
+#[derive(Debug, Clone, Copy)]
+pub struct FlushEntry {
+    pub key: Key,
+    pub lsn: Lsn,
+    pub will_init: bool,
+    offset: u64,
+    pub len: usize,
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use utils::lsn::Lsn;
 use super::index::{IndexError, IndexLayer};
 use super::Timeline;
 use crate::tenant::storage_layer::delta_layer::DeltaLayerWriter;
+use crate::tenant::storage_layer::inmemory_layer::FlushEntry;
 use crate::tenant::storage_layer::{LayerReadError, LayerWriteError};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,33 @@ pub enum FlushError {
 /// tests crash the process here to check the file is discarded at restart.
 pub const FAILPOINT_AFTER_LAYER_WRITE: &str = "flush-after-layer-write";
 
+/// Bytes of values a flush holds in memory at once (one larger value is
+/// read alone).
+const FLUSH_WINDOW_BYTES: usize = 16 << 20;
+
+/// `order` cut into consecutive runs of at most `max_bytes` of values (a
+/// larger value is a run of its own).
+fn flush_windows(order: &[FlushEntry], max_bytes: usize) -> impl Iterator<Item = &[FlushEntry]> {
+    let mut rest = order;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let n = rest
+            .iter()
+            .position(|e| {
+                bytes += e.len;
+                bytes > max_bytes
+            })
+            .unwrap_or(rest.len())
+            .max(1);
+        let (window, later) = rest.split_at(n);
+        rest = later;
+        Some(window)
+    })
+}
+
 impl Timeline {
     /// Flushes every frozen layer, oldest first.
     pub(crate) async fn flush_frozen_layers(&self) -> Result<(), FlushError> {
@@ -58,11 +86,17 @@ impl Timeline {
                     frozen.start_lsn()..end_lsn,
                 )
                 .await?;
-                let sorted = frozen.sorted_values().await?;
-                for (key, lsn, will_init, range) in sorted.entries {
-                    writer
-                        .put_value_bytes(key, lsn, will_init, &sorted.data[range])
-                        .await?;
+                // A window at a time: memory for the values is bounded by
+                // the window, not by the layer's size.
+                let order = frozen.flush_order().await;
+                let mut data = Vec::new();
+                for window in flush_windows(&order, FLUSH_WINDOW_BYTES) {
+                    let ranges = frozen.read_window(window, &mut data).await?;
+                    for (e, range) in window.iter().zip(ranges) {
+                        writer
+                            .put_value_bytes(e.key, e.lsn, e.will_init, &data[range])
+                            .await?;
+                    }
                 }
                 Some(Arc::new(writer.finish(Key::MAX).await?))
             } else {
@@ -161,5 +195,58 @@ impl Timeline {
                 }
             }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenant::storage_layer::inmemory_layer::InMemoryLayer;
+    use pageserver_api::value::Value;
+
+    #[tokio::test]
+    async fn windows_cover_every_value_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("eph");
+        let layer = InMemoryLayer::create(&path, Lsn(1)).await.unwrap();
+        // Keys written in an order unlike key order, values of mixed sizes
+        // (some above the window), enough to spill the tail to the file.
+        let mut batch = Vec::new();
+        for i in 0..3000u32 {
+            let key = Key::from_i128(((i * 7919) % 3001) as i128);
+            let len = if i % 997 == 0 {
+                5000
+            } else {
+                (i % 700) as usize + 1
+            };
+            let page = bytes::Bytes::from(vec![(i % 251) as u8; len]);
+            batch.push((key, Lsn(10 + i as u64), Value::Image(page)));
+        }
+        layer.put_batch(&batch).await.unwrap();
+        layer.freeze(Lsn(10_000));
+        let order = layer.flush_order().await;
+        let all = layer.sorted_values().await.unwrap();
+        let mut seen = Vec::new();
+        let mut data = Vec::new();
+        for window in flush_windows(&order, 4096) {
+            let window_bytes: usize = window.iter().map(|e| e.len).sum();
+            assert!(window.len() == 1 || window_bytes <= 4096);
+            let ranges = layer.read_window(window, &mut data).await.unwrap();
+            for (e, r) in window.iter().zip(ranges) {
+                seen.push((e.key, e.lsn, data[r].to_vec()));
+            }
+        }
+        let expected: Vec<_> = all
+            .entries
+            .iter()
+            .map(|(k, l, _, r)| (*k, *l, all.data[r.clone()].to_vec()))
+            .collect();
+        assert_eq!(seen, expected);
+        assert_eq!(seen.len(), batch.len());
+        assert!(seen.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
+        for (key, lsn, bytes) in &seen {
+            let (_, _, value) = batch.iter().find(|(k, l, _)| k == key && l == lsn).unwrap();
+            assert_eq!(&Value::des(bytes).unwrap(), value);
+        }
     }
 }
