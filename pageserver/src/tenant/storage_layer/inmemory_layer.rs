@@ -7,7 +7,7 @@
 //! bytes. A key's versions ([`Versions`]) are kept inline in its map entry
 //! while there is one, then in a heap array grown by a quarter at a time
 //! (not doubled), so the index holds little slack: about 16 bytes per value
-//! plus one map entry (about 48 bytes) per key. The index is a hash map:
+//! plus one map entry (about 56 bytes) per key. The index is a hash map:
 //! ingest inserts a version per block it stores, and a hash insert costs a
 //! fraction of an ordered-tree insert with 18-byte keys. Reads of a key range
 //! look the range's keys up one by one when it is small (vectored reads are
@@ -94,20 +94,24 @@ impl From<ValueTooLarge> for PutError {
 /// One version of a key: its LSN and where its value is.
 type Version = (Lsn, Packed);
 
-/// The versions of one key, in ascending LSN order (24 bytes).
+/// The versions of one key, in ascending LSN order (32 bytes).
 #[derive(Debug)]
 enum Versions {
     /// The common case of a key written once in the layer: no allocation.
     One(Version),
     /// Two or more; capacity grows by a quarter (at least 4) when full.
-    Many(Vec<Version>),
+    /// `last` is the newest LSN, kept beside the vector: the usual put
+    /// appends after it, and comparing against the vector's last element
+    /// instead would cost a cache miss per put (the index is far larger
+    /// than the caches; this keeps the check in the map entry).
+    Many { last: Lsn, vs: Vec<Version> },
 }
 
 impl Versions {
     fn as_slice(&self) -> &[Version] {
         match self {
             Versions::One(v) => std::slice::from_ref(v),
-            Versions::Many(vs) => vs,
+            Versions::Many { vs, .. } => vs,
         }
     }
 
@@ -120,23 +124,23 @@ impl Versions {
             }
             let mut vs = Vec::with_capacity(2);
             vs.push(first);
-            *self = Versions::Many(vs);
+            *self = Versions::Many { last: first.0, vs };
         }
-        let Versions::Many(vs) = self else {
+        let Versions::Many { last, vs } = self else {
             unreachable!("a single version was moved to the heap above")
         };
         // Versions of a key arrive in LSN order from the single writer; a
         // rewrite at the same LSN replaces the earlier value.
-        let at = match vs.last() {
-            Some((last, _)) if *last < lsn => vs.len(),
-            _ => {
-                let at = vs.partition_point(|(l, _)| *l < lsn);
-                if vs.get(at).is_some_and(|(l, _)| *l == lsn) {
-                    vs[at].1 = packed;
-                    return;
-                }
-                at
+        let at = if *last < lsn {
+            *last = lsn;
+            vs.len()
+        } else {
+            let at = vs.partition_point(|(l, _)| *l < lsn);
+            if vs.get(at).is_some_and(|(l, _)| *l == lsn) {
+                vs[at].1 = packed;
+                return;
             }
+            at
         };
         if vs.len() == vs.capacity() {
             vs.reserve_exact((vs.len() / 4).max(4));
@@ -487,7 +491,7 @@ mod tests {
 
     #[test]
     fn versions_stay_sorted_and_compact() {
-        assert_eq!(std::mem::size_of::<Versions>(), 24);
+        assert_eq!(std::mem::size_of::<Versions>(), 32);
         let p = |n: u64| Packed::new(n, 1, false);
         let lsns = |v: &Versions| v.as_slice().iter().map(|(l, _)| l.0).collect::<Vec<_>>();
         let mut v = Versions::One((Lsn(10), p(1)));
@@ -503,9 +507,10 @@ mod tests {
         for l in 21..1000 {
             v.put(Lsn(l), p(l));
         }
-        let Versions::Many(vs) = &v else {
+        let Versions::Many { last, vs } = &v else {
             panic!("many versions")
         };
+        assert_eq!(*last, Lsn(999));
         assert_eq!(vs.len(), 983);
         assert!(
             vs.capacity() <= vs.len() + vs.len() / 4 + 1,
