@@ -174,7 +174,7 @@ fn insert_tuple(
     } else if !prepare_existing(ctx, page)? {
         return Ok(());
     }
-    let tuple = &ctx.blk.data[..];
+    let tuple = ctx.data();
     // A summary tuple starts with the first heap block of its range.
     let bt_blkno = tuple
         .get(0..4)
@@ -259,12 +259,12 @@ fn samepage_update(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
     if !prepare_existing(ctx, page)? {
         return Ok(());
     }
-    let fits = pageops::page_index_tuple_overwrite(page, offnum, &ctx.blk.data)
+    let fits = pageops::page_index_tuple_overwrite(page, offnum, ctx.data())
         .map_err(|e| ctx.page_err(e))?;
     if !fits {
         return Err(ctx.malformed(format!(
             "replacement tuple of {} bytes does not fit at offset {offnum}",
-            ctx.blk.data.len()
+            ctx.data().len()
         )));
     }
     pageops::set_lsn(page, ctx.end_lsn());

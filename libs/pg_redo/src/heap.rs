@@ -429,7 +429,7 @@ fn inplace(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
     if !prepare_existing(ctx, page)? {
         return Ok(());
     }
-    let newdata = &ctx.blk.data[..];
+    let newdata = ctx.data();
     let (t, range) = tuple_at(ctx, page, offnum)?;
     let hoff = t.hoff() as usize;
     let oldlen = range.len().checked_sub(hoff);

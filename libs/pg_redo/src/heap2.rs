@@ -52,7 +52,7 @@ pub fn redo(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
 
 /// The block's data as an array of u16 offset numbers.
 fn offsets(ctx: &Ctx<'_>) -> Result<Vec<u16>, RedoError> {
-    let data = &ctx.blk.data;
+    let data = &ctx.data();
     if !data.len().is_multiple_of(2) {
         return Err(ctx.malformed("offset array has odd length"));
     }

@@ -216,6 +216,11 @@ pub struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
+    /// The data of the block reference being redone.
+    pub fn data(&self) -> &'a [u8] {
+        self.rec.block_data(self.blk)
+    }
+
     pub fn end_lsn(&self) -> Lsn {
         self.rec.end_lsn
     }
@@ -250,12 +255,12 @@ impl<'a> Ctx<'a> {
 
     /// A reader over the record's main data.
     pub fn main(&self) -> Reader<'a> {
-        Reader::new(&self.rec.main_data)
+        Reader::new(self.rec.main_data())
     }
 
     /// A reader over this block's data.
     pub fn block_data(&self) -> Reader<'a> {
-        Reader::new(&self.blk.data)
+        Reader::new(self.data())
     }
 
     /// Another block reference of the same record.

@@ -21,7 +21,7 @@ pub fn redo(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
     expect_block0(ctx)?;
     let tuple = ctx
         .rec
-        .main_data
+        .main_data()
         .get(SIZE_OF_SEQ_REC..)
         .ok_or_else(|| ctx.malformed("main data shorter than xl_seq_rec"))?;
     prepare_init(ctx, page, 4)?;

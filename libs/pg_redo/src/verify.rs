@@ -581,7 +581,7 @@ impl Verifier {
     /// references remove or change.
     fn non_page_effects(&mut self, rec: &WalRecord) {
         let info = rec.info() & XLR_RMGR_INFO_MASK;
-        let mut md = Reader::new(&rec.main_data);
+        let mut md = Reader::new(rec.main_data());
         if let Some(t) = vm::implied_vm_truncate(rec) {
             if let Some(last) = t.partial_page {
                 if let Some(p) = self.pages.get_mut(&(t.rel, VISIBILITYMAP_FORKNUM, last)) {

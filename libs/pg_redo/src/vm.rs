@@ -144,7 +144,7 @@ pub fn implied_vm_truncate(rec: &WalRecord) -> Option<VmTruncate> {
     {
         return None;
     }
-    let mut md = Reader::new(&rec.main_data);
+    let mut md = Reader::new(rec.main_data());
     let heap_blocks = md.u32()?;
     let rel = RelFileNode {
         spcnode: md.u32()?,
@@ -179,7 +179,7 @@ const XLH_LOCK_ALL_FROZEN_CLEARED: u8 = 0x01;
 pub fn implied_vm_clears(rec: &WalRecord) -> Option<Vec<VmClear>> {
     let info = rec.info() & XLR_RMGR_INFO_MASK;
     let mut out = Vec::new();
-    let mut md = Reader::new(&rec.main_data);
+    let mut md = Reader::new(rec.main_data());
     let mut push = |rel: RelFileNode, heap_blkno: BlockNumber, flags: u8| {
         out.push(VmClear {
             rel,

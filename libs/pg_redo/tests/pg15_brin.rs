@@ -47,7 +47,7 @@ fn brin_features(pg_wal: &Path, start: Lsn) -> Features {
             return;
         }
         let mut hit = |k: &'static str| *f.entry(k).or_insert(0) += 1;
-        let md = &rec.main_data;
+        let md = &rec.main_data();
         match rec.info() & brin::OPMASK {
             brin::REVMAP_EXTEND if u32_at(md, 0).is_some_and(|t| t > 1) => {
                 hit("second revmap page")

@@ -55,7 +55,7 @@ fn btree_features(pg_wal: &Path, start: Lsn) -> Features {
         if rec.rmid() != RM_BTREE_ID {
             return;
         }
-        let md = &rec.main_data;
+        let md = &rec.main_data();
         let u16_at = |at: usize| md.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
         let mut hit = |k: &'static str| *f.entry(k).or_insert(0) += 1;
         match rec.info() & 0xF0 {

@@ -81,13 +81,13 @@ fn count_actions(data: &[u8], hit: &mut impl FnMut(&'static str)) {
 }
 
 fn gin_record_features(rec: &WalRecord, hit: &mut impl FnMut(&'static str)) {
-    let md = &rec.main_data;
+    let md = &rec.main_data();
     let u16_at = |p: usize| md.get(p..p + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
     let u32_at = |p: usize| {
         md.get(p..p + 4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     };
-    let blk0_data = rec.block(0).map(|b| &b.data[..]).unwrap_or_default();
+    let blk0_data = rec.block(0).map(|b| rec.block_data(b)).unwrap_or_default();
     match rec.info() & 0xF0 {
         gin::CREATE_PTREE => hit("create posting tree"),
         gin::INSERT => {

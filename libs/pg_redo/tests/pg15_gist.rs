@@ -46,7 +46,7 @@ fn gist_features(pg_wal: &Path, start: Lsn) -> Features {
             return;
         }
         let mut hit = |k: &'static str| *f.entry(k).or_insert(0) += 1;
-        let md = &rec.main_data;
+        let md = &rec.main_data();
         match rec.info() & 0xF0 {
             gist::PAGE_UPDATE => {
                 if rec.block(1).is_some() {

@@ -73,7 +73,7 @@ fn hash_features(pg_wal: &Path, start: Lsn) -> Features {
         if rec.rmid() != RM_HASH_ID {
             return;
         }
-        let md = &rec.main_data;
+        let md = &rec.main_data();
         let mut hit = |k: &'static str| *f.entry(k).or_insert(0) += 1;
         let restored = |id: u8| rec.block(id).is_some_and(|b| b.apply_image());
         match rec.info() & 0xF0 {

@@ -78,7 +78,7 @@ fn spgist_features(pg_wal: &Path, start: Lsn) -> Features {
         if rec.rmid() != RM_SPGIST_ID {
             return;
         }
-        let md = &rec.main_data[..];
+        let md = rec.main_data();
         let mut hit = |k: &'static str| *f.entry(k).or_insert(0) += 1;
         match rec.info() & 0xF0 {
             spgist::ADD_LEAF => {

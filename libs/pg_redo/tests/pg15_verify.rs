@@ -30,7 +30,7 @@ const INDEX_AMS: &[&str] = &[];
 fn heap_features(pg_wal: &Path, start: Lsn) -> Features {
     let mut f = Features::new();
     wal_scan(pg_wal, start, |rec| {
-        let md = &rec.main_data;
+        let md = &rec.main_data();
         let info = rec.info() & 0xF0;
         let mut hit = |k: &'static str| *f.entry(k).or_insert(0) += 1;
         if !pg_redo::implied_vm_clears(rec)

@@ -72,8 +72,8 @@ proptest! {
         if let Ok(rec) = decode_record(raw, Lsn(0x1000028), Lsn(0x1000100), &WAL_FORMAT) {
             // Whatever decodes must be internally consistent.
             let payload: usize = rec.blocks.iter().map(|b| {
-                b.data.len() + b.image.as_ref().map_or(0, |i| i.data.len())
-            }).sum::<usize>() + rec.main_data.len();
+                rec.block_data(b).len() + b.image.as_ref().map_or(0, |i| i.data.len())
+            }).sum::<usize>() + rec.main_data().len();
             prop_assert!(payload <= body.len());
             for b in &rec.blocks {
                 let _ = rec.restore_image(b.block_id);

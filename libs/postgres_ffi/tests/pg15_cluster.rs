@@ -783,7 +783,7 @@ fn check_multixacts(data: &Path, records: &[WalRecord]) -> usize {
         if r.rmid() != RM_MULTIXACT_ID || r.info() & 0xF0 != info::multixact::CREATE_ID {
             continue;
         }
-        let d = &r.main_data;
+        let d = &r.main_data();
         let u32_at = |o: usize| u32::from_le_bytes(d[o..o + 4].try_into().unwrap());
         let (mid, moff, nmembers) = (u32_at(0), u32_at(4), u32_at(8));
         let page = read_slru_page(
@@ -829,7 +829,7 @@ fn check_twophase(data: &Path, records: &[WalRecord], xid: u32) {
                 && r.xid() == xid
         })
         .expect("PREPARE record");
-    assert_eq!(&prepare.main_data[..], body);
+    assert_eq!(prepare.main_data(), body);
     assert_eq!(twophase::state_file_from_prepare_record(body), file);
 }
 
@@ -941,9 +941,9 @@ fn check_cluster(mut c: Cluster, xids: Option<Xids>) {
         .expect("checkpoint record");
     assert_eq!(ckpt.rmid(), RM_XLOG_ID);
     assert_eq!(ckpt.info() & 0xF0, info::xlog::CHECKPOINT_SHUTDOWN);
-    let cp = CheckPoint::decode(&ckpt.main_data).unwrap();
+    let cp = CheckPoint::decode(ckpt.main_data()).unwrap();
     assert_eq!(cp, cd.check_point_copy);
-    assert_eq!(&cp.encode()[..], &ckpt.main_data[..]);
+    assert_eq!(&cp.encode()[..], ckpt.main_data());
 
     let images = check_images(&records);
     let pages = check_relation_files(&c.data);

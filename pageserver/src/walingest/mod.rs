@@ -441,7 +441,7 @@ impl Ingest {
             rmgr::RM_RELMAP_ID => self.ingest_relmap(rec).await,
             rmgr::RM_STANDBY_ID => {
                 if op == info::standby::RUNNING_XACTS {
-                    let (next, oldest) = records::parse_running_xacts(&rec.main_data)?;
+                    let (next, oldest) = records::parse_running_xacts(rec.main_data())?;
                     self.checkpoint.running_xacts(next, oldest);
                 }
                 // LOCK and INVALIDATIONS only serve hot-standby queries.
@@ -466,10 +466,10 @@ impl Ingest {
             }
             rmgr::RM_REPLORIGIN_ID => {
                 if op == info::replorigin::SET {
-                    let (remote_lsn, node) = records::parse_replorigin_set(&rec.main_data)?;
+                    let (remote_lsn, node) = records::parse_replorigin_set(rec.main_data())?;
                     self.m.put_repl_origin(node, remote_lsn)?;
                 } else {
-                    let node = records::parse_replorigin_drop(&rec.main_data)?;
+                    let node = records::parse_replorigin_drop(rec.main_data())?;
                     self.m.drop_repl_origin(node)?;
                 }
                 Ok(())
@@ -490,7 +490,7 @@ impl Ingest {
         }
         match op {
             xlog::CHECKPOINT_SHUTDOWN | xlog::CHECKPOINT_ONLINE => {
-                let cp = CheckPoint::decode(&rec.main_data).map_err(|e| ParseError {
+                let cp = CheckPoint::decode(rec.main_data()).map_err(|e| ParseError {
                     what: "CheckPoint",
                     detail: e.to_string(),
                 })?;
@@ -500,12 +500,12 @@ impl Ingest {
             }
             xlog::NEXTOID => {
                 self.checkpoint
-                    .set_next_oid(records::parse_next_oid(&rec.main_data)?);
+                    .set_next_oid(records::parse_next_oid(rec.main_data())?);
                 Ok(())
             }
             xlog::PARAMETER_CHANGE => self.ingest_parameter_change(rec).await,
             xlog::END_OF_RECOVERY => {
-                let (this, prev) = records::parse_end_of_recovery(&rec.main_data)?;
+                let (this, prev) = records::parse_end_of_recovery(rec.main_data())?;
                 self.checkpoint.end_of_recovery(this, prev);
                 Ok(())
             }
@@ -536,7 +536,7 @@ impl Ingest {
 
     /// XLOG PARAMETER_CHANGE: the settings pg_control records.
     async fn ingest_parameter_change(&mut self, rec: &WalRecord) -> Result<()> {
-        let p = records::parse_parameter_change(&rec.main_data)?;
+        let p = records::parse_parameter_change(rec.main_data())?;
         let key = pageserver_api::key::CONTROLFILE_KEY;
         let bytes =
             self.m
@@ -658,7 +658,7 @@ impl Ingest {
         use records::*;
         const ALL_FROZEN: u8 = 0x02;
         let op = rec.header.rmgr_info() & info::heap::OPMASK;
-        let data = &rec.main_data;
+        let data = &rec.main_data();
         let block = |id: u8| rec.block(id).map(|b| b.blkno);
         // (new heap block, old heap block, bits)
         let clear: Option<(Option<u32>, Option<u32>, u8)> = if rec.rmid() == rmgr::RM_HEAP_ID {

@@ -66,14 +66,14 @@ fn split_pageno(pageno: u32) -> (u32, u32) {
 impl Ingest {
     pub(super) async fn ingest_clog(&mut self, rec: &WalRecord, op: u8) -> Result<()> {
         if op == info::clog::ZEROPAGE {
-            let pageno = records::parse_pageno("CLOG ZEROPAGE", &rec.main_data)?;
+            let pageno = records::parse_pageno("CLOG ZEROPAGE", rec.main_data())?;
             let (segno, blkno) = split_pageno(pageno);
             self.m
                 .put_slru_page_image(SlruKind::Clog, segno, blkno, ZERO_PAGE.clone())
                 .await?;
             return Ok(());
         }
-        let (pageno, oldest_xact, oldest_xact_db) = records::parse_clog_truncate(&rec.main_data)?;
+        let (pageno, oldest_xact, oldest_xact_db) = records::parse_clog_truncate(rec.main_data())?;
         // On the primary the truncation follows SetTransactionIdLimit; the
         // next checkpoint would carry it, but a basebackup can be taken
         // before that.
@@ -109,7 +109,7 @@ impl Ingest {
         use info::multixact as mx;
         match op {
             mx::ZERO_OFF_PAGE => {
-                let pageno = records::parse_pageno("MultiXact ZERO_OFF_PAGE", &rec.main_data)?;
+                let pageno = records::parse_pageno("MultiXact ZERO_OFF_PAGE", rec.main_data())?;
                 let skip = self.pre_initialized_offsets_page == Some(pageno);
                 self.pre_initialized_offsets_page = None;
                 if !skip {
@@ -126,7 +126,7 @@ impl Ingest {
                 Ok(())
             }
             mx::ZERO_MEM_PAGE => {
-                let pageno = records::parse_pageno("MultiXact ZERO_MEM_PAGE", &rec.main_data)?;
+                let pageno = records::parse_pageno("MultiXact ZERO_MEM_PAGE", rec.main_data())?;
                 let (segno, blkno) = split_pageno(pageno);
                 self.m
                     .put_slru_page_image(
@@ -144,7 +144,7 @@ impl Ingest {
     }
 
     async fn multixact_create(&mut self, rec: &WalRecord) -> Result<()> {
-        let c = records::parse_multixact_create(&rec.main_data)?;
+        let c = records::parse_multixact_create(rec.main_data())?;
         let n = c.members.len() as u32;
         let page = multixact_offsets::multi_to_page(c.mid);
         self.put_slru_change(
@@ -233,7 +233,7 @@ impl Ingest {
     }
 
     async fn multixact_truncate(&mut self, rec: &WalRecord) -> Result<()> {
-        let t = records::parse_multixact_truncate(&rec.main_data)?;
+        let t = records::parse_multixact_truncate(rec.main_data())?;
         // SetMultiXactIdLimit(endTruncOff, oldestMultiDB).
         if self.checkpoint.cp.oldest_multi != t.end_trunc_off
             || self.checkpoint.cp.oldest_multi_db != t.oldest_multi_db

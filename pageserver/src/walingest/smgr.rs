@@ -46,7 +46,7 @@ pub fn fsm_leaf_to_physical(leafno: u32) -> u32 {
 impl Ingest {
     pub(super) async fn ingest_smgr(&mut self, rec: &WalRecord, op: u8) -> Result<()> {
         if op == info::smgr::CREATE {
-            let (rnode, forknum) = records::parse_smgr_create(&rec.main_data)?;
+            let (rnode, forknum) = records::parse_smgr_create(rec.main_data())?;
             let fork = u8::try_from(forknum)
                 .ok()
                 .filter(|f| *f <= postgres_ffi::relfile::MAX_FORKNUM)
@@ -57,7 +57,7 @@ impl Ingest {
             self.m.create_rel_if_missing(rel_tag(rnode, fork)?).await?;
             return Ok(());
         }
-        let t = records::parse_smgr_truncate(&rec.main_data).map_err(|detail| ParseError {
+        let t = records::parse_smgr_truncate(rec.main_data()).map_err(|detail| ParseError {
             what: "xl_smgr_truncate",
             detail,
         })?;
@@ -126,7 +126,7 @@ impl Ingest {
         match op {
             info::dbase::CREATE_FILE_COPY => {
                 let (db, spc, src_db, src_spc) =
-                    records::parse_dbase_create_file_copy(&rec.main_data)?;
+                    records::parse_dbase_create_file_copy(rec.main_data())?;
                 check_tablespace(spc)?;
                 check_tablespace(src_spc)?;
                 self.copy_database(src_spc, src_db, spc, db).await
@@ -134,13 +134,13 @@ impl Ingest {
             info::dbase::CREATE_WAL_LOG => {
                 // Only the directory (and PG_VERSION): relations follow as
                 // Storage CREATE + XLOG FPI records, the map as RelMap UPDATE.
-                let (db, spc) = records::parse_dbase_create_wal_log(&rec.main_data)?;
+                let (db, spc) = records::parse_dbase_create_wal_log(rec.main_data())?;
                 check_tablespace(spc)?;
                 self.m.put_db_creation(spc, db).await?;
                 Ok(())
             }
             _ => {
-                let (db, spcs) = records::parse_dbase_drop(&rec.main_data)?;
+                let (db, spcs) = records::parse_dbase_drop(rec.main_data())?;
                 for spc in spcs {
                     check_tablespace(spc)?;
                     let n = self.m.drop_db(spc, db).await?;
@@ -216,7 +216,7 @@ impl Ingest {
     }
 
     pub(super) async fn ingest_relmap(&mut self, rec: &WalRecord) -> Result<()> {
-        let (db, spc, map) = records::parse_relmap_update(&rec.main_data)?;
+        let (db, spc, map) = records::parse_relmap_update(rec.main_data())?;
         check_tablespace(spc)?;
         if map.len() != RELMAPPER_FILESIZE {
             return Err(ParseError {

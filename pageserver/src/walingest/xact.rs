@@ -31,7 +31,7 @@ impl Ingest {
             xact::COMMIT | xact::COMMIT_PREPARED | xact::ABORT | xact::ABORT_PREPARED => {
                 let is_commit = op == xact::COMMIT || op == xact::COMMIT_PREPARED;
                 let prepared = op == xact::COMMIT_PREPARED || op == xact::ABORT_PREPARED;
-                let p = records::parse_xact_finish(&rec.main_data, has_info, is_commit)?;
+                let p = records::parse_xact_finish(rec.main_data(), has_info, is_commit)?;
                 // A finished prepared transaction is named in the payload;
                 // the header xid belongs to the session that finished it.
                 let xid = if prepared {
@@ -77,7 +77,7 @@ impl Ingest {
             }
             xact::PREPARE => {
                 let xid = rec.xid();
-                let stated = records::parse_xact_prepare_xid(&rec.main_data)?;
+                let stated = records::parse_xact_prepare_xid(rec.main_data())?;
                 if stated != xid {
                     return Err(ParseError {
                         what: "xl_xact_prepare",
@@ -85,7 +85,7 @@ impl Ingest {
                     }
                     .into());
                 }
-                let file = twophase::state_file_from_prepare_record(&rec.main_data);
+                let file = twophase::state_file_from_prepare_record(rec.main_data());
                 self.m
                     .put_twophase_file(xid as u64, Bytes::from(file))
                     .await?;

@@ -230,7 +230,7 @@ impl NativeRedo {
             .map_err(|e| failed(format!("stored WAL record does not decode: {e}")))?;
         if rec.rmid() == RM_SMGR_ID && rec.header.rmgr_info() == info::smgr::TRUNCATE {
             let vm_blk = vm_blkno(key).map_err(failed)?;
-            let t = parse_smgr_truncate(&rec.main_data).map_err(failed)?;
+            let t = parse_smgr_truncate(rec.main_data()).map_err(failed)?;
             let rel_matches = key.field2 == t.spcnode
                 && key.field3 == t.dbnode
                 && key.field4 == t.relnode

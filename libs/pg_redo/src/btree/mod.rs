@@ -325,7 +325,7 @@ fn insert(ctx: &Ctx<'_>, page: &mut Page, posting: bool) -> Result<(), RedoError
     if !prepare_existing(ctx, page)? {
         return Ok(());
     }
-    let data = &ctx.blk.data[..];
+    let data = ctx.data();
     if !posting {
         add(ctx, page, data, offnum)?;
     } else {
@@ -411,7 +411,7 @@ fn split(ctx: &Ctx<'_>, page: &mut Page, newitemonleft: bool) -> Result<(), Redo
                     cycleid: 0,
                 },
             )?;
-            restore_page(ctx, page, &ctx.blk.data)?;
+            restore_page(ctx, page, ctx.data())?;
             set_lsn(ctx, page);
             Ok(())
         }
@@ -442,7 +442,7 @@ fn split_left(
         return Ok(());
     }
     let (oopaque, at) = opaque(ctx, page)?;
-    let mut data = &ctx.blk.data[..];
+    let mut data = ctx.data();
     let mut newitem: Option<Vec<u8>> = None;
     let mut nposting: Option<(u16, Vec<u8>)> = None;
     if newitemonleft || x.postingoff != 0 {
@@ -824,7 +824,7 @@ fn newroot(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
                 },
             )?;
             if level > 0 {
-                restore_page(ctx, page, &ctx.blk.data)?;
+                restore_page(ctx, page, ctx.data())?;
             }
             set_lsn(ctx, page);
             Ok(())

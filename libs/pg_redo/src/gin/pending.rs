@@ -46,7 +46,7 @@ fn restore_metapage(ctx: &Ctx<'_>, page: &mut Page, meta: &[u8]) -> Result<(), R
 /// Adds `ntuples` index tuples, packed back to back in the block data, at
 /// consecutive offsets from `off`; all of the data must be used.
 fn add_tuples(ctx: &Ctx<'_>, page: &mut Page, ntuples: i32, mut off: u16) -> Result<(), RedoError> {
-    let data: &[u8] = &ctx.blk.data;
+    let data: &[u8] = ctx.data();
     let mut pos = 0usize;
     for i in 0..ntuples.max(0) {
         let rest = data.get(pos..).unwrap_or_default();

@@ -130,7 +130,7 @@ pub fn insert(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
             if !is_data {
                 insert_entry(ctx, page, right_child)?;
             } else if is_leaf {
-                recompress::apply(page, o, &ctx.blk.data).map_err(|e| ctx.malformed(e))?;
+                recompress::apply(page, o, ctx.data()).map_err(|e| ctx.malformed(e))?;
             } else {
                 insert_posting_item(ctx, page, o, right_child)?;
             }
@@ -144,7 +144,7 @@ pub fn insert(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
 /// Entry page: re-point the downlink at `offset` (after a child split),
 /// drop the old tuple (leaf update), then add the new tuple at `offset`.
 fn insert_entry(ctx: &Ctx<'_>, page: &mut Page, right_child: u32) -> Result<(), RedoError> {
-    let data: &[u8] = &ctx.blk.data;
+    let data: &[u8] = ctx.data();
     let mut r = Reader::new(data);
     let bad = || ctx.malformed("block data shorter than ginxlogInsertEntry");
     let offset = r.u16().ok_or_else(bad)?;
@@ -187,7 +187,7 @@ fn insert_posting_item(
     o: Opaque,
     right_child: u32,
 ) -> Result<(), RedoError> {
-    let data: &[u8] = &ctx.blk.data;
+    let data: &[u8] = ctx.data();
     if data.len() != DATA_INTERNAL_SIZE {
         return Err(ctx.malformed(format!(
             "ginxlogInsertDataInternal of {} bytes, expected {DATA_INTERNAL_SIZE}",
@@ -275,7 +275,7 @@ pub fn vacuum_data_leaf(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError>
     }
     let o = Opaque::get(ctx, page)?;
     check_kind(ctx, page, o, true, Some(true))?;
-    recompress::apply(page, o, &ctx.blk.data).map_err(|e| ctx.malformed(e))?;
+    recompress::apply(page, o, ctx.data()).map_err(|e| ctx.malformed(e))?;
     pageops::set_lsn(page, ctx.end_lsn());
     Ok(())
 }

@@ -265,7 +265,7 @@ fn delete(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
     // The offsets are optional in the layout: PostgreSQL deletes only when
     // main data goes on past the fixed part.
     let todelete =
-        if ctx.rec.main_data.len() > SIZE_OF_GIST_DELETE {
+        if ctx.rec.main_data().len() > SIZE_OF_GIST_DELETE {
             Some(read_offsets(&mut md, ntodelete as usize).ok_or_else(|| {
                 ctx.malformed(format!("main data shorter than {ntodelete} offsets"))
             })?)

@@ -117,7 +117,7 @@ fn set_lsn(ctx: &Ctx<'_>, page: &mut Page) {
 
 /// The main data, which must be at least `size` bytes (the C struct).
 fn main_data<'a>(ctx: &Ctx<'a>, size: usize, what: &str) -> Result<Reader<'a>, RedoError> {
-    if ctx.rec.main_data.len() < size {
+    if ctx.rec.main_data().len() < size {
         return Err(ctx.malformed(format!("main data shorter than {what}")));
     }
     Ok(ctx.main())
@@ -129,7 +129,7 @@ fn f64_of(r: &mut Reader<'_>) -> f64 {
 
 /// Block data that is exactly one u32.
 fn block_u32(ctx: &Ctx<'_>, what: &str) -> Result<u32, RedoError> {
-    let d = &ctx.blk.data;
+    let d = &ctx.data();
     if d.len() != 4 {
         return Err(ctx.malformed(format!(
             "block {} data is {} bytes, expected {what} (4 bytes)",
@@ -245,7 +245,7 @@ fn insert(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
     }
     page_op(
         ctx,
-        pageops::page_add_item(page, &ctx.blk.data, offnum, AddItemMode::default()),
+        pageops::page_add_item(page, ctx.data(), offnum, AddItemMode::default()),
     )?;
     set_lsn(ctx, page);
     Ok(())
@@ -445,7 +445,7 @@ fn add_moved_tuples(ctx: &Ctx<'_>, page: &mut Page, ntups: u16) -> Result<(), Re
     if ntups == 0 {
         return Ok(());
     }
-    let data: &[u8] = &ctx.blk.data;
+    let data: &[u8] = ctx.data();
     let head = 2 * ntups as usize;
     let towrite = offsets(
         ctx,
@@ -497,7 +497,7 @@ fn move_page_contents(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
         }
         2 => {
             if prepare_existing(ctx, page)? {
-                let offs = offsets(ctx, &ctx.blk.data)?;
+                let offs = offsets(ctx, ctx.data())?;
                 multi_delete(ctx, page, &offs)?;
                 set_lsn(ctx, page);
             }
@@ -585,7 +585,7 @@ fn delete(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
         0 => lock_only(ctx, page, !is_primary_bucket_page),
         1 => {
             if prepare_existing(ctx, page)? {
-                let offs = offsets(ctx, &ctx.blk.data)?;
+                let offs = offsets(ctx, ctx.data())?;
                 multi_delete(ctx, page, &offs)?;
                 if clear_dead {
                     clear_flag(ctx, page, hp::LH_PAGE_HAS_DEAD_TUPLES)?;
@@ -623,7 +623,7 @@ fn vacuum_one_page(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
     }
     // The offsets follow the struct in the main data; without them nothing
     // is deleted, but the page is still marked free of dead tuples.
-    let rest = ctx.rec.main_data.get(8..).unwrap_or_default();
+    let rest = ctx.rec.main_data().get(8..).unwrap_or_default();
     if !rest.is_empty() {
         let offs = offsets(ctx, rest.get(..2 * n).unwrap_or(rest))?;
         if offs.len() < n {

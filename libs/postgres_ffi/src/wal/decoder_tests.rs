@@ -79,7 +79,7 @@ fn decodes_records_across_pages_and_segments() {
         assert_eq!(recs.len(), sizes.len(), "chunk {chunk}");
         for (i, (r, (s, e))) in recs.iter().zip(&spans).enumerate() {
             assert_eq!((r.lsn, r.end_lsn), (*s, *e), "record {i}");
-            assert_eq!(r.main_data.len(), sizes[i]);
+            assert_eq!(r.main_data().len(), sizes[i]);
             assert_eq!(r.xid(), 1000 + i as u32);
             assert_eq!(r.blocks.len(), usize::from(i % 3 == 0));
         }

@@ -519,7 +519,7 @@ mod tests {
         d.feed(w.bytes());
         let r = d.next_record().unwrap().unwrap();
         assert_eq!(r.lsn, at);
-        assert_eq!(&r.main_data[..], &[1, 2, 3, 4]);
+        assert_eq!(r.main_data(), &[1, 2, 3, 4]);
     }
 
     #[test]

@@ -148,8 +148,9 @@ pub struct BlockRef {
     /// Raw fork_flags byte.
     pub flags: u8,
     pub image: Option<BlockImage>,
-    /// The block's rmgr-specific data (empty when it has none).
-    pub data: Bytes,
+    /// Where the block's rmgr-specific data is in the record
+    /// ([`WalRecord::block_data`]; empty when it has none).
+    data: Span,
 }
 
 impl BlockRef {
@@ -186,12 +187,51 @@ pub struct WalRecord {
     pub blocks: Vec<BlockRef>,
     pub origin: Option<RepOriginId>,
     pub toplevel_xid: Option<TransactionId>,
-    pub main_data: Bytes,
+    /// Where the main data is in `raw` ([`Self::main_data`]).
+    main_data: Span,
     /// The whole record, header included.
     pub raw: Bytes,
 }
 
+/// A byte range of a record's `raw` bytes. Payloads are kept as ranges,
+/// not `Bytes` slices: a slice costs a reference-count increment and
+/// decrement, several per record on the ingest path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    /// The bytes of `raw` this span covers (empty if it does not fit, which
+    /// only a span of another record could do).
+    fn of(self, raw: &[u8]) -> &[u8] {
+        let start = self.start as usize;
+        raw.get(start..start + self.len as usize)
+            .unwrap_or_default()
+    }
+
+    /// The span as a `Bytes` slice of `raw` (for images, which outlive
+    /// the record in the redo path).
+    fn bytes_of(self, raw: &Bytes) -> Bytes {
+        let start = (self.start as usize).min(raw.len());
+        let end = (start + self.len as usize).min(raw.len());
+        raw.slice(start..end)
+    }
+}
+
 impl WalRecord {
+    /// The record's main data (empty when it has none).
+    pub fn main_data(&self) -> &[u8] {
+        self.main_data.of(&self.raw)
+    }
+
+    /// The rmgr-specific data of `blk`, one of this record's block
+    /// references (empty when it has none).
+    pub fn block_data(&self, blk: &BlockRef) -> &[u8] {
+        blk.data.of(&self.raw)
+    }
+
     pub fn rmid(&self) -> u8 {
         self.header.rmid
     }
@@ -426,9 +466,13 @@ fn decode_body(
     // is in range.
     let mut pos = SIZE_OF_XLOG_RECORD + cur.pos();
     let mut take = |len: usize| {
-        let s = raw.slice(pos..pos + len);
+        // tot_len is a u32, so every position and length fits one.
+        let span = Span {
+            start: pos as u32,
+            len: len as u32,
+        };
         pos += len;
-        s
+        span
     };
     let mut blocks = Vec::with_capacity(pending.len());
     for p in pending {
@@ -443,7 +487,7 @@ fn decode_body(
                 ImageCompression::None
             };
             BlockImage {
-                data: take(bimg_len as usize),
+                data: take(bimg_len as usize).bytes_of(&raw),
                 hole_offset,
                 hole_length,
                 bimg_info: info,
@@ -581,7 +625,7 @@ mod tests {
             (b0.block_id, b0.rnode, b0.forknum, b0.blkno),
             (0, rel(16384), 0, 3)
         );
-        assert_eq!(&b0.data[..], b"tuple-data");
+        assert_eq!(r.block_data(b0), b"tuple-data");
         let img = b0.image.as_ref().unwrap();
         assert!(img.apply);
         assert_eq!(img.hole_offset, 24);
@@ -593,7 +637,7 @@ mod tests {
         assert_eq!(r.blocks[1].fork(), Some(ForkNumber::VisibilityMap));
         assert_eq!(r.blocks[2].rnode, rel(16385));
         assert_eq!(r.origin, Some(5));
-        assert_eq!(r.main_data.len(), 300);
+        assert_eq!(r.main_data().len(), 300);
         assert_eq!(r.fpi_len(), 24 + (BLCKSZ as u32 - 8000));
         assert_eq!(r.name(PgMajorVersion::V15), "Heap/INSERT");
         assert!(matches!(
