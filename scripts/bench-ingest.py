@@ -4,7 +4,7 @@
 
     scripts/bench-ingest.py [--scale 10] [--duration 60] [--clients 4]
                             [--pagectl target/release/pagectl] [--budget-mb 0]
-                            [--bulk-mb 0]
+                            [--bulk-mb 0] [--repeat 1]
 
 1. initdb a cluster, `pgbench -i -s SCALE`, `pg_basebackup -X none` (the
    starting point), then `pgbench -T DURATION` (the WAL to replay) and,
@@ -16,6 +16,9 @@
    log line (CPU user/system, elapsed).
 3. Ours: `pagectl ingest-bench` on the same backup and WAL (decode +
    ingest into a throwaway storage, then flush).
+
+With `--repeat N` both replays run N times, alternating, and the median
+run of each is reported (the per-run CPU seconds are in the JSON).
 
 Prints both, records/s and records per CPU-second, and the ratio, and the
 last line is one JSON object. Needs PostgreSQL 15 binaries
@@ -73,6 +76,47 @@ def log_line(path: Path, pattern: str, timeout: float) -> re.Match:
     raise SystemExit(f"{pattern!r} not in {path} after {timeout}s:\n{text[-3000:]}")
 
 
+def postgres_redo(r: Runner, base: Path, backup: Path, primary: Path, replay: Path) -> tuple[str, float, float, float]:
+    """Crash recovery of `backup` plus the primary's WAL in a copy at
+    `replay`: (redo end LSN, user s, system s, elapsed s) from PostgreSQL's
+    own "redo done" log line."""
+    shutil.copytree(backup, replay, symlinks=True)
+    for seg in sorted((primary / "pg_wal").iterdir()):
+        if re.fullmatch(r"[0-9A-F]{24}", seg.name):
+            shutil.copy2(seg, replay / "pg_wal" / seg.name)
+    if r.as_root:
+        subprocess.run(["chown", "-R", "postgres:postgres", str(replay)], check=True)
+    os.chmod(replay, 0o700)
+    with open(replay / "postgresql.conf", "a") as conf:
+        conf.write(f"port = {free_port()}\n")
+    log = base / f"{replay.name}.log"
+    r.run("pg_ctl", "-D", str(replay), "-l", str(log), "-w", "-t", "3600", "start")
+    m = log_line(
+        log,
+        r"redo done at (\S+) system usage: CPU: user: ([\d.]+) s, system: ([\d.]+) s, elapsed: ([\d.]+) s",
+        3600,
+    )
+    r.run("pg_ctl", "-D", str(replay), "-m", "immediate", "-w", "stop", check=False)
+    return m.group(1), float(m.group(2)), float(m.group(3)), float(m.group(4))
+
+
+def our_ingest(args: argparse.Namespace, backup: Path, primary: Path, work: Path) -> dict:
+    """`pagectl ingest-bench` of the same backup and WAL: its JSON line."""
+    out = subprocess.run(
+        [args.pagectl, "ingest-bench", "--workdir", str(work), "--ephemeral-budget-mb", str(args.budget_mb), str(backup), str(primary / "pg_wal")],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"pagectl ingest-bench failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def median_by(runs: list, key):
+    """The run with the median `key` (the lower middle for an even count)."""
+    return sorted(runs, key=key)[(len(runs) - 1) // 2]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=int, default=10)
@@ -82,12 +126,13 @@ def main() -> None:
     ap.add_argument("--budget-mb", type=int, default=0)
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--bulk-mb", type=int, default=0, help="append about this much WAL of bulk inserts")
+    ap.add_argument("--repeat", type=int, default=1, help="replay both this many times, alternating; medians")
     args = ap.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     os.chmod(base, 0o755)
     r = Runner(base)
-    primary, backup, replay, work = base / "primary", base / "backup", base / "replay", base / "work"
+    primary, backup = base / "primary", base / "backup"
     port = free_port()
     try:
         r.run("initdb", "-D", str(primary), "-U", "postgres", "--auth=trust", "--no-sync")
@@ -116,34 +161,28 @@ def main() -> None:
             print(f"bulk: {rows} rows", file=sys.stderr)
         r.run("pg_ctl", "-D", str(primary), "-m", "fast", "-w", "stop")
 
-        # PostgreSQL's redo of the same WAL.
-        shutil.copytree(backup, replay, symlinks=True)
-        for seg in sorted((primary / "pg_wal").iterdir()):
-            if re.fullmatch(r"[0-9A-F]{24}", seg.name):
-                shutil.copy2(seg, replay / "pg_wal" / seg.name)
-        if r.as_root:
-            subprocess.run(["chown", "-R", "postgres:postgres", str(replay)], check=True)
-        os.chmod(replay, 0o700)
-        with open(replay / "postgresql.conf", "a") as conf:
-            conf.write(f"port = {free_port()}\n")
-        r.run("pg_ctl", "-D", str(replay), "-l", str(base / "replay.log"), "-w", "-t", "3600", "start")
-        m = log_line(
-            base / "replay.log",
-            r"redo done at (\S+) system usage: CPU: user: ([\d.]+) s, system: ([\d.]+) s, elapsed: ([\d.]+) s",
-            3600,
-        )
-        pg_end, pg_user, pg_sys, pg_elapsed = m.group(1), float(m.group(2)), float(m.group(3)), float(m.group(4))
-        r.run("pg_ctl", "-D", str(replay), "-m", "immediate", "-w", "stop", check=False)
-
-        # Ours.
-        out = subprocess.run(
-            [args.pagectl, "ingest-bench", "--workdir", str(work), "--ephemeral-budget-mb", str(args.budget_mb), str(backup), str(primary / "pg_wal")],
-            capture_output=True,
-            text=True,
-        )
-        if out.returncode != 0:
-            raise SystemExit(f"pagectl ingest-bench failed:\n{out.stderr[-3000:]}")
-        ours = json.loads(out.stdout.strip().splitlines()[-1])
+        # Both replays of the same WAL, alternating when repeated (the
+        # machine's speed drifts over minutes; alternating exposes both to
+        # the same drift), medians reported.
+        pg_runs, our_runs = [], []
+        # Each replay's output is deleted before the next one starts and
+        # dirty pages are written back first: a replay of gigabytes of WAL
+        # otherwise runs with the page cache full of the previous one's
+        # files, and the kernel's reclaim is charged to it.
+        for i in range(args.repeat):
+            os.sync()
+            pg_runs.append(postgres_redo(r, base, backup, primary, base / f"replay{i}"))
+            shutil.rmtree(base / f"replay{i}", ignore_errors=True)
+            os.sync()
+            our_runs.append(our_ingest(args, backup, primary, base / f"work{i}"))
+            shutil.rmtree(base / f"work{i}", ignore_errors=True)
+            print(
+                f"run {i + 1}: PostgreSQL {pg_runs[-1][1] + pg_runs[-1][2]:.2f} CPU-s, "
+                f"ours {our_runs[-1]['ingest_cpu_s']:.2f} CPU-s",
+                file=sys.stderr,
+            )
+        pg_end, pg_user, pg_sys, pg_elapsed = median_by(pg_runs, lambda p: p[1] + p[2])
+        ours = median_by(our_runs, lambda o: o["ingest_cpu_s"])
 
         records = ours["records"]
         # "redo done at" names the start of the last record replayed.
@@ -155,6 +194,9 @@ def main() -> None:
             "bulk_mb": args.bulk_mb,
             "budget_mb": args.budget_mb,
             "duration_s": args.duration,
+        "repeat": args.repeat,
+        "postgres_cpu_s_runs": [p[1] + p[2] for p in pg_runs],
+        "pageserver_cpu_s_runs": [o["ingest_cpu_s"] for o in our_runs],
             "pgbench_tps": float(re.search(r"tps = ([\d.]+)", tps).group(1)) if "tps = " in tps else None,
             "records": records,
             "wal_bytes": ours["bytes"],
@@ -193,7 +235,7 @@ def main() -> None:
         )
         print(json.dumps(result))
     finally:
-        for d in (primary, replay):
+        for d in [primary, *base.glob("replay*")]:
             if (d / "postmaster.pid").exists():
                 r.run("pg_ctl", "-D", str(d), "-m", "immediate", "-w", "stop", check=False)
         if not args.keep:

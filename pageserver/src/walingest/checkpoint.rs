@@ -38,16 +38,63 @@ pub fn multi_precedes(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
 }
 
+/// The stored checkpoint's nextXid is rounded up to a multiple of this, so
+/// that the checkpoint key is rewritten once per this many transactions
+/// rather than for every one (the same rule as Neon's page server). A
+/// nextXid above every xid used is all a restart needs: the xids skipped
+/// are never assigned. A multiple of 1024 never leaves the CLOG page of the
+/// real nextXid (a page holds 32768 xids) except by landing on the next
+/// page's first xid, for which PostgreSQL's startup reads no page.
+pub const XID_CHECKPOINT_INTERVAL: u64 = 1024;
+
+/// `next` rounded up to a multiple of [`XID_CHECKPOINT_INTERVAL`]; a value
+/// that lands on a special xid (after the 32-bit wrap) moves to the first
+/// normal one.
+pub fn stored_next_xid(next: FullTransactionId) -> FullTransactionId {
+    let aligned = next.0.div_ceil(XID_CHECKPOINT_INTERVAL) * XID_CHECKPOINT_INTERVAL;
+    let aligned = FullTransactionId(aligned);
+    if aligned.xid() < FIRST_NORMAL_TRANSACTION_ID {
+        FullTransactionId::new(aligned.epoch(), FIRST_NORMAL_TRANSACTION_ID)
+    } else {
+        aligned
+    }
+}
+
 /// The checkpoint being maintained; `dirty` = changed since last stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointTracker {
     pub cp: CheckPoint,
     pub dirty: bool,
+    /// nextXid of the value last stored (or loaded): a nextXid that does
+    /// not pass it needs no new store.
+    stored_next: FullTransactionId,
+    /// nextXid is a checkpoint record's own and has not moved since: it is
+    /// stored as it is (so the value at a shutdown checkpoint is exactly
+    /// the primary's), not rounded up.
+    next_from_record: bool,
 }
 
 impl CheckpointTracker {
     pub fn new(cp: CheckPoint) -> Self {
-        CheckpointTracker { cp, dirty: false }
+        CheckpointTracker {
+            stored_next: cp.next_xid,
+            cp,
+            dirty: false,
+            next_from_record: false,
+        }
+    }
+
+    /// The value to store under the checkpoint key: the checkpoint with
+    /// nextXid rounded up ([`stored_next_xid`]) unless it is a checkpoint
+    /// record's. Clears `dirty`.
+    pub fn encode_for_storage(&mut self) -> Vec<u8> {
+        let mut stored = self.cp;
+        if !self.next_from_record {
+            stored.next_xid = stored_next_xid(self.cp.next_xid);
+        }
+        self.stored_next = stored.next_xid;
+        self.dirty = false;
+        stored.encode().to_vec()
     }
 
     /// Makes nextXid follow `xid` (ignores the invalid xid 0).
@@ -69,7 +116,10 @@ impl CheckpointTracker {
             epoch = epoch.wrapping_add(1);
         }
         self.cp.next_xid = FullTransactionId::new(epoch, new_xid);
-        self.dirty = true;
+        self.next_from_record = false;
+        if self.cp.next_xid > self.stored_next {
+            self.dirty = true;
+        }
     }
 
     /// RUNNING_XACTS: nextXid is the next xid to assign (so every xid
@@ -138,6 +188,7 @@ impl CheckpointTracker {
         if shutdown {
             // After a shutdown checkpoint the record is the whole truth.
             self.cp = *rec;
+            self.next_from_record = true;
             return;
         }
         let counters = (
@@ -161,8 +212,9 @@ impl CheckpointTracker {
             self.cp.oldest_multi,
             self.cp.oldest_multi_db,
         ) = counters;
-        if self.cp.next_xid < rec.next_xid {
+        if self.cp.next_xid <= rec.next_xid {
             self.cp.next_xid = rec.next_xid;
+            self.next_from_record = true;
         }
         self.advance_next_multi(rec.next_multi, rec.next_multi_offset);
         self.advance_oldest_multi(rec.oldest_multi, rec.oldest_multi_db);
@@ -207,6 +259,35 @@ mod tests {
     }
 
     #[test]
+    fn stored_next_xid_is_rewritten_once_per_interval() {
+        let mut t = cp(FullTransactionId::new(0, 1000));
+        t.advance_next_xid_past(1000);
+        assert!(t.dirty);
+        let stored = CheckPoint::decode(&t.encode_for_storage()).unwrap();
+        assert_eq!(stored.next_xid, FullTransactionId::new(0, 1024));
+        assert_eq!(t.cp.next_xid, FullTransactionId::new(0, 1001));
+        assert!(!t.dirty);
+        // Up to nextXid 1024 the stored value still covers every xid used.
+        t.advance_next_xid_past(1023);
+        assert!(!t.dirty);
+        t.advance_next_xid_past(1024);
+        assert!(t.dirty);
+        assert_eq!(
+            stored_next_xid(FullTransactionId::new(0, 1025)),
+            FullTransactionId::new(0, 2048)
+        );
+        assert_eq!(
+            stored_next_xid(FullTransactionId::new(0, 2048)),
+            FullTransactionId::new(0, 2048)
+        );
+        // Past the 32-bit wrap: xid 0 of the next epoch is special.
+        assert_eq!(
+            stored_next_xid(FullTransactionId::new(4, u32::MAX - 7)),
+            FullTransactionId::new(5, 3)
+        );
+    }
+
+    #[test]
     fn running_xacts_and_multis() {
         let mut t = cp(FullTransactionId::new(0, 1000));
         t.running_xacts(1200, 1100);
@@ -245,5 +326,10 @@ mod tests {
         assert_eq!(t.cp.time, 42);
         t.checkpoint_record(&rec, true);
         assert_eq!(t.cp, rec);
+        // A checkpoint record's nextXid is stored as it is, until it moves.
+        assert_eq!(CheckPoint::decode(&t.encode_for_storage()).unwrap(), rec);
+        t.advance_next_xid_past(900);
+        let stored = CheckPoint::decode(&t.encode_for_storage()).unwrap();
+        assert_eq!(stored.next_xid.xid(), 1024);
     }
 }

@@ -412,9 +412,8 @@ impl Ingest {
         self.checkpoint.advance_next_xid_past(rec.xid());
         self.dispatch(rec).await?;
         if self.checkpoint.dirty {
-            self.m
-                .put_checkpoint(Bytes::copy_from_slice(&self.checkpoint.cp.encode()))?;
-            self.checkpoint.dirty = false;
+            let stored = self.checkpoint.encode_for_storage();
+            self.m.put_checkpoint(Bytes::from(stored))?;
         }
         Ok(())
     }
