@@ -277,6 +277,21 @@ impl std::fmt::Debug for VirtualFile {
 }
 
 /// How one request of a batch maps onto engine reads.
+/// Counts one inline read or write of `len` bytes: the operation, its
+/// bytes if it succeeded, an IO error if not.
+fn count_inline(
+    res: &io::Result<()>,
+    ops: &std::sync::atomic::AtomicU64,
+    bytes: &std::sync::atomic::AtomicU64,
+    len: usize,
+) {
+    bump(ops);
+    match res {
+        Ok(()) => add(bytes, len as u64),
+        Err(_) => bump(&COUNTERS.io_errors),
+    }
+}
+
 enum Plan {
     /// Nothing to read.
     Empty(IoBuffer),
@@ -503,11 +518,7 @@ impl VirtualFile {
         }
         let file = self.inner.fd().await?;
         let res = std::os::unix::fs::FileExt::write_all_at(&*file, data, offset);
-        bump(&COUNTERS.writes);
-        match &res {
-            Ok(()) => add(&COUNTERS.written_bytes, data.len() as u64),
-            Err(_) => bump(&COUNTERS.io_errors),
-        }
+        count_inline(&res, &COUNTERS.writes, &COUNTERS.written_bytes, data.len());
         res
     }
 
@@ -530,11 +541,7 @@ impl VirtualFile {
         }
         let file = self.inner.fd().await?;
         let res = std::os::unix::fs::FileExt::read_exact_at(&*file, buf, offset);
-        bump(&COUNTERS.reads);
-        match &res {
-            Ok(()) => add(&COUNTERS.read_bytes, buf.len() as u64),
-            Err(_) => bump(&COUNTERS.io_errors),
-        }
+        count_inline(&res, &COUNTERS.reads, &COUNTERS.read_bytes, buf.len());
         res
     }
 

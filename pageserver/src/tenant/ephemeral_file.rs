@@ -107,8 +107,9 @@ impl EphemeralFile {
         Ok(())
     }
 
-    /// Splits a read of `[offset, offset+len)` into its file and tail parts.
-    pub fn plan_read(&self, offset: u64, len: usize) -> io::Result<ReadPlan> {
+    /// The end of a read of `len` bytes at `offset`, or `UnexpectedEof` if
+    /// that is past what was appended.
+    fn check_read(&self, offset: u64, len: usize) -> io::Result<u64> {
         let end = offset + len as u64;
         if end > self.len() {
             return Err(io::Error::new(
@@ -120,6 +121,12 @@ impl EphemeralFile {
                 ),
             ));
         }
+        Ok(end)
+    }
+
+    /// Splits a read of `[offset, offset+len)` into its file and tail parts.
+    pub fn plan_read(&self, offset: u64, len: usize) -> io::Result<ReadPlan> {
+        let end = self.check_read(offset, len)?;
         let file_end = end.min(self.flushed);
         let from_file = (offset < file_end).then(|| (offset, (file_end - offset) as usize));
         let tail_start = offset.max(self.flushed) - self.flushed;
@@ -140,18 +147,7 @@ impl EphemeralFile {
     /// part on the file read on the calling thread (it is in the page
     /// cache as a rule), the rest copied from the tail.
     pub async fn read_into(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let end = offset + buf.len() as u64;
-        if end > self.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "read of {} bytes at {offset} past the end ({}) of {}",
-                    buf.len(),
-                    self.len(),
-                    self.path
-                ),
-            ));
-        }
+        let end = self.check_read(offset, buf.len())?;
         let on_file = (self.flushed.min(end).saturating_sub(offset)) as usize;
         let (file_part, tail_part) = buf.split_at_mut(on_file);
         self.file.read_exact_at_inline(file_part, offset).await?;
