@@ -343,6 +343,8 @@ impl TenantStorage {
             let tenant = Arc::clone(self);
             tokio::spawn(async move {
                 let _guard = guard;
+                // Dropped before the guard (see the flush loop).
+                let tenant = tenant;
                 loop {
                     let conf = tenant.conf();
                     let period = match kind {

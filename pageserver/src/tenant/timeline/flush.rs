@@ -171,6 +171,10 @@ impl Timeline {
         let tl = Arc::clone(self);
         Some(tokio::spawn(async move {
             let _guard = guard;
+            // Moved into the body so that it is dropped before the guard:
+            // once shutdown sees the gate closed, this task holds no
+            // reference to the timeline (and its layers) any more.
+            let tl = tl;
             let mut backoff = Duration::from_millis(100);
             loop {
                 tokio::select! {

@@ -575,7 +575,11 @@ fn remove_unlisted_files(
             || name.parse::<LayerName>().is_ok();
         if leftover {
             tracing::info!(path = %entry.path(), "removing file not in the timeline index");
-            std::fs::remove_file(entry.path())?;
+            match std::fs::remove_file(entry.path()) {
+                // Gone already (an ephemeral file its owner just deleted).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
         }
     }
     Ok(())
