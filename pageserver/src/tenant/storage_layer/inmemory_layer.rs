@@ -65,8 +65,8 @@ impl Packed {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PutError {
-    #[error("value for key {key} at {lsn} is {len} bytes, above the limit of {MAX_VALUE_LEN}")]
-    ValueTooLarge { key: Key, lsn: Lsn, len: usize },
+    #[error(transparent)]
+    ValueTooLarge(#[from] ValueTooLarge),
     #[error("in-memory layer file {path} is full")]
     LayerFull { path: String },
     #[error("put at {lsn} into in-memory layer starting at {start}")]
@@ -79,16 +79,6 @@ pub enum PutError {
         #[source]
         source: std::io::Error,
     },
-}
-
-impl From<ValueTooLarge> for PutError {
-    fn from(e: ValueTooLarge) -> Self {
-        PutError::ValueTooLarge {
-            key: e.key,
-            lsn: e.lsn,
-            len: e.len,
-        }
-    }
 }
 
 /// One version of a key: its LSN and where its value is.
@@ -207,7 +197,9 @@ impl std::fmt::Debug for InMemoryLayer {
 }
 
 /// Every value of a layer in (key, LSN) order: the values' bytes and
-/// `(key, lsn, will_init, byte range)` entries into them.
+/// `(key, lsn, will_init, byte range)` entries into them (tests' view of a
+/// whole layer; the flush reads it a window at a time).
+#[cfg(test)]
 pub struct SortedValues {
     pub data: Vec<u8>,
     pub entries: Vec<(Key, Lsn, bool, Range<usize>)>,
@@ -370,8 +362,9 @@ impl InMemoryLayer {
         keys
     }
 
-    /// Every value in (key, LSN) order, read in one window (tests and small
-    /// layers; the flush reads windows of [`Self::flush_order`]).
+    /// Every value in (key, LSN) order, read in one window (for tests; the
+    /// flush reads windows of [`Self::flush_order`]).
+    #[cfg(test)]
     pub async fn sorted_values(&self) -> Result<SortedValues, LayerReadError> {
         let order = self.flush_order().await;
         let mut data = Vec::new();
