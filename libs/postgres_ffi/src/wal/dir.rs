@@ -56,7 +56,7 @@ pub struct WalDirReader {
 /// Bytes read per call; a multiple of the WAL page size, and reads stay
 /// aligned to it (after the first), so records within a page are never split
 /// between two reads and can be handed out as slices of the buffer.
-const READ_CHUNK: u64 = 1 << 20;
+const READ_CHUNK: u64 = 128 << 10;
 
 impl WalDirReader {
     /// A reader whose first record starts at `start` (a page boundary or a

@@ -84,18 +84,22 @@ impl PerfControl {
     }
 }
 
-pub fn run(
-    pgdata: &Path,
-    pg_wal: &Path,
-    workdir: &Path,
-    budget_mb: u64,
-    std_fs: bool,
-) -> anyhow::Result<()> {
+/// What to measure.
+pub struct Options {
+    /// Node-wide in-memory layer budget in MiB (0: none).
+    pub budget_mb: u64,
+    /// The std-fs IO engine instead of io-uring.
+    pub std_fs: bool,
+    /// Decode every record but ingest none.
+    pub decode_only: bool,
+}
+
+pub fn run(pgdata: &Path, pg_wal: &Path, workdir: &Path, opts: Options) -> anyhow::Result<()> {
     // The server's IO engine (io-uring unless the kernel refuses it), or
     // std-fs (e.g. under valgrind, which does not know io_uring).
     virtual_file::init(virtual_file::Config {
         max_file_descriptors: 1000,
-        io_engine: if std_fs {
+        io_engine: if opts.std_fs {
             virtual_file::IoEngineKind::StdFs
         } else {
             virtual_file::IoEngineKind::IoUring
@@ -106,10 +110,10 @@ pub fn run(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(bench(pgdata, pg_wal, workdir, budget_mb))
+    runtime.block_on(bench(pgdata, pg_wal, workdir, opts))
 }
 
-async fn bench(pgdata: &Path, pg_wal: &Path, workdir: &Path, budget_mb: u64) -> anyhow::Result<()> {
+async fn bench(pgdata: &Path, pg_wal: &Path, workdir: &Path, opts: Options) -> anyhow::Result<()> {
     let control_path = pgdata.join("global/pg_control");
     let control = ControlFileData::decode(
         &std::fs::read(&control_path).with_context(|| control_path.display().to_string())?,
@@ -127,7 +131,7 @@ async fn bench(pgdata: &Path, pg_wal: &Path, workdir: &Path, budget_mb: u64) -> 
         .map_err(|p| anyhow::anyhow!("{} is not UTF-8", p.display()))?;
     let resources = StorageResources::new(StorageSettings {
         no_sync: true,
-        ephemeral_budget_bytes: budget_mb << 20,
+        ephemeral_budget_bytes: opts.budget_mb << 20,
         ..StorageSettings::default()
     });
     let storage = TenantStorage::new(
@@ -181,7 +185,9 @@ async fn bench(pgdata: &Path, pg_wal: &Path, workdir: &Path, budget_mb: u64) -> 
             .sum::<u64>();
         end = rec.end_lsn;
         last_start = rec.lsn;
-        ingest.ingest_record(&rec).await?;
+        if !opts.decode_only {
+            ingest.ingest_record(&rec).await?;
+        }
     }
     ingest.commit().await?;
     let (cpu1, rss_ingest) = rusage();
@@ -212,6 +218,7 @@ async fn bench(pgdata: &Path, pg_wal: &Path, workdir: &Path, budget_mb: u64) -> 
         "max_rss_kib_after_ingest": rss_ingest,
         "max_rss_kib": rss,
         "io_engine": format!("{:?}", virtual_file::current().io_engine),
+        "decode_only": opts.decode_only,
     });
     println!("{out}");
     Ok(())

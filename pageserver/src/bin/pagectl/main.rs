@@ -66,6 +66,9 @@ enum Cmd {
         /// Use the std-fs IO engine instead of io-uring.
         #[arg(long)]
         std_fs: bool,
+        /// Only decode the WAL (no ingest): the decoder's share of the cost.
+        #[arg(long)]
+        decode_only: bool,
         /// The base backup (with backup_label) or shut down data directory.
         pgdata: PathBuf,
         /// The pg_wal directory with the WAL from the backup's start on.
@@ -96,9 +99,19 @@ fn main() -> ExitCode {
             workdir,
             ephemeral_budget_mb,
             std_fs,
+            decode_only,
             pgdata,
             pg_wal,
-        } => match ingest_bench::run(&pgdata, &pg_wal, &workdir, ephemeral_budget_mb, std_fs) {
+        } => match ingest_bench::run(
+            &pgdata,
+            &pg_wal,
+            &workdir,
+            ingest_bench::Options {
+                budget_mb: ephemeral_budget_mb,
+                std_fs,
+                decode_only,
+            },
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("Error: {e:#}");

@@ -1,13 +1,10 @@
 //! `InMemoryLayer`: the layer that receives a timeline's newest writes.
 //!
-//! Values are serialized into an [`EphemeralFile`]; an in-memory index maps
-//! each key to its versions `(lsn, packed location)` in ascending LSN order.
-//! A packed location is one `u64`: file offset (36 bits), length (27 bits)
-//! and whether the value initializes the page (1 bit), so a version costs 16
-//! bytes. A key's versions ([`Versions`]) are kept inline in its map entry
-//! while there is one, then in a heap array grown by a quarter at a time
-//! (not doubled), so the index holds little slack: about 16 bytes per value
-//! plus one map entry (about 56 bytes) per key. The index is a hash map:
+//! Values are serialized into an [`EphemeralFile`]; an in-memory index
+//! ([`index::VersionIndex`]) maps each key to its versions `(lsn, packed
+//! location)`. A packed location is one `u64`: file offset (36 bits), length
+//! (27 bits) and whether the value initializes the page (1 bit). The index
+//! costs a 24-byte node per value plus a 32-byte hash-map entry per key:
 //! ingest inserts a version per block it stores, and a hash insert costs a
 //! fraction of an ordered-tree insert with 18-byte keys. Reads of a key range
 //! look the range's keys up one by one when it is small (vectored reads are
@@ -21,7 +18,6 @@
 //! at any time and see only LSNs the timeline has published, so a batch is
 //! never observed half-written.
 
-use std::collections::hash_map::Entry;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -33,6 +29,9 @@ use pageserver_api::keyspace::KeySpace;
 use pageserver_api::value::Value;
 use utils::lsn::Lsn;
 
+mod index;
+
+use self::index::VersionIndex;
 use super::batch::{SerializedBatch, ValueTooLarge};
 use super::reconstruct::ValuesReconstructState;
 use super::LayerReadError;
@@ -81,99 +80,9 @@ pub enum PutError {
     },
 }
 
-/// One version of a key: its LSN and where its value is.
-type Version = (Lsn, Packed);
-
-/// The versions of one key, in ascending LSN order (32 bytes).
-#[derive(Debug)]
-enum Versions {
-    /// The common case of a key written once in the layer: no allocation.
-    One(Version),
-    /// Two or more; capacity grows by a quarter (at least 4) when full.
-    /// `last` is the newest LSN, kept beside the vector: the usual put
-    /// appends after it, and comparing against the vector's last element
-    /// instead would cost a cache miss per put (the index is far larger
-    /// than the caches; this keeps the check in the map entry).
-    Many { last: Lsn, vs: Vec<Version> },
-}
-
-impl Versions {
-    fn as_slice(&self) -> &[Version] {
-        match self {
-            Versions::One(v) => std::slice::from_ref(v),
-            Versions::Many { vs, .. } => vs,
-        }
-    }
-
-    /// Adds a version; a version at an LSN already present replaces it.
-    fn put(&mut self, lsn: Lsn, packed: Packed) {
-        if let Versions::One(first) = *self {
-            if first.0 == lsn {
-                *self = Versions::One((lsn, packed));
-                return;
-            }
-            let mut vs = Vec::with_capacity(2);
-            vs.push(first);
-            *self = Versions::Many { last: first.0, vs };
-        }
-        let Versions::Many { last, vs } = self else {
-            unreachable!("a single version was moved to the heap above")
-        };
-        // Versions of a key arrive in LSN order from the single writer; a
-        // rewrite at the same LSN replaces the earlier value.
-        let at = if *last < lsn {
-            *last = lsn;
-            vs.len()
-        } else {
-            let at = vs.partition_point(|(l, _)| *l < lsn);
-            if vs.get(at).is_some_and(|(l, _)| *l == lsn) {
-                vs[at].1 = packed;
-                return;
-            }
-            at
-        };
-        if vs.len() == vs.capacity() {
-            vs.reserve_exact((vs.len() / 4).max(4));
-        }
-        vs.insert(at, (lsn, packed));
-    }
-}
-
-type Index = rustc_hash::FxHashMap<Key, Versions>;
-
-/// Spans up to this many keys are read by point lookups.
-const POINT_LOOKUP_SPAN: i128 = 1024;
-
-/// The versions of the keys of `range` that have any, in key order.
-fn versions_in<'a>(index: &'a Index, range: &Range<Key>) -> Vec<(Key, &'a Versions)> {
-    let small = range.start.is_exact_i128()
-        && range.end.is_exact_i128()
-        && range.end.to_i128() - range.start.to_i128() <= POINT_LOOKUP_SPAN;
-    if small {
-        let mut out = Vec::new();
-        let mut key = range.start;
-        while key < range.end {
-            if let Some(v) = index.get(&key) {
-                out.push((key, v));
-            }
-            key = key.next();
-        }
-        out
-    } else {
-        let mut out: Vec<(Key, &Versions)> = index
-            .iter()
-            .filter(|(k, _)| range.contains(*k))
-            .map(|(k, v)| (*k, v))
-            .collect();
-        out.sort_unstable_by_key(|(k, _)| *k);
-        out
-    }
-}
-
 struct Inner {
     file: EphemeralFile,
-    index: Index,
-    values: u64,
+    index: VersionIndex,
 }
 
 pub struct InMemoryLayer {
@@ -214,8 +123,7 @@ impl InMemoryLayer {
             size: AtomicU64::new(0),
             inner: tokio::sync::RwLock::new(Inner {
                 file: EphemeralFile::create(path).await?,
-                index: Index::default(),
-                values: 0,
+                index: VersionIndex::default(),
             }),
         })
     }
@@ -280,23 +188,26 @@ impl InMemoryLayer {
             source,
         })?;
         let inner = &mut *inner;
+        let full = || PutError::LayerFull {
+            path: inner.file.path().to_string(),
+        };
+        if inner.index.len() + batch.len() as u64 > index::MAX_VERSIONS {
+            return Err(full());
+        }
         for e in batch.entries() {
             let packed = Packed::new(base + e.start as u64, e.len, e.will_init);
-            match inner.index.entry(e.key) {
-                Entry::Vacant(v) => {
-                    v.insert(Versions::One((e.lsn, packed)));
-                }
-                Entry::Occupied(mut o) => o.get_mut().put(e.lsn, packed),
-            }
+            inner
+                .index
+                .put(e.key, e.lsn, packed)
+                .map_err(|index::IndexFull| full())?;
         }
-        inner.values += batch.len() as u64;
         self.size.store(inner.file.len(), Ordering::Relaxed);
         Ok(())
     }
 
     /// Number of values put.
     pub async fn value_count(&self) -> u64 {
-        self.inner.read().await.values
+        self.inner.read().await.index.len()
     }
 
     /// Collects, for every key of `keyspace`, the versions in
@@ -312,11 +223,10 @@ impl InMemoryLayer {
         let plans = {
             let inner = self.inner.read().await;
             for range in &keyspace.ranges {
-                for (key, versions) in versions_in(&inner.index, range) {
-                    let versions = versions.as_slice();
-                    let upto = versions.partition_point(|(l, _)| *l < end_lsn);
-                    for (lsn, packed) in versions[..upto].iter().rev() {
-                        wanted.push((key, *lsn, *packed));
+                for key in inner.index.keys_in(range) {
+                    let versions = inner.index.versions(&key);
+                    for (lsn, packed) in versions.skip_while(|(l, _)| *l >= end_lsn) {
+                        wanted.push((key, lsn, packed));
                         if packed.will_init() {
                             break;
                         }
@@ -354,9 +264,10 @@ impl InMemoryLayer {
         let inner = self.inner.read().await;
         let mut keys: Vec<Key> = inner
             .index
-            .iter()
-            .filter(|(_, versions)| versions.as_slice()[0].0 <= lsn)
-            .map(|(k, _)| *k)
+            .keys()
+            .filter_map(|(k, versions)| {
+                versions.last().is_some_and(|(l, _)| l <= lsn).then_some(*k)
+            })
             .collect();
         keys.sort_unstable();
         keys
@@ -382,19 +293,20 @@ impl InMemoryLayer {
     /// data never has to be in memory at once.
     pub async fn flush_order(&self) -> Vec<FlushEntry> {
         let inner = self.inner.read().await;
-        let mut keys: Vec<(&Key, &Versions)> = inner.index.iter().collect();
+        let mut keys: Vec<(&Key, index::Versions)> = inner.index.keys().collect();
         keys.sort_unstable_by_key(|(k, _)| **k);
-        let mut order = Vec::with_capacity(inner.values as usize);
+        let mut order = Vec::with_capacity(inner.index.len() as usize);
         for (key, versions) in keys {
-            for (lsn, packed) in versions.as_slice() {
-                order.push(FlushEntry {
-                    key: *key,
-                    lsn: *lsn,
-                    will_init: packed.will_init(),
-                    offset: packed.offset(),
-                    len: packed.len(),
-                });
-            }
+            let first = order.len();
+            order.extend(versions.map(|(lsn, packed)| FlushEntry {
+                key: *key,
+                lsn,
+                will_init: packed.will_init(),
+                offset: packed.offset(),
+                len: packed.len(),
+            }));
+            // Chains are newest first; the flush writes ascending LSNs.
+            order[first..].reverse();
         }
         order
     }
@@ -480,37 +392,6 @@ mod tests {
             let p = Packed::new(off, len, wi);
             assert_eq!((p.offset(), p.len(), p.will_init()), (off, len, wi));
         }
-    }
-
-    #[test]
-    fn versions_stay_sorted_and_compact() {
-        assert_eq!(std::mem::size_of::<Versions>(), 32);
-        let p = |n: u64| Packed::new(n, 1, false);
-        let lsns = |v: &Versions| v.as_slice().iter().map(|(l, _)| l.0).collect::<Vec<_>>();
-        let mut v = Versions::One((Lsn(10), p(1)));
-        v.put(Lsn(10), p(2)); // same LSN: replaced, still inline
-        assert!(matches!(v, Versions::One((Lsn(10), Packed(_)))));
-        assert_eq!(v.as_slice()[0].1, p(2));
-        v.put(Lsn(5), p(3)); // older: goes first
-        v.put(Lsn(20), p(4));
-        v.put(Lsn(15), p(5));
-        v.put(Lsn(20), p(6));
-        assert_eq!(lsns(&v), [5, 10, 15, 20]);
-        assert_eq!(v.as_slice()[3].1, p(6));
-        for l in 21..1000 {
-            v.put(Lsn(l), p(l));
-        }
-        let Versions::Many { last, vs } = &v else {
-            panic!("many versions")
-        };
-        assert_eq!(*last, Lsn(999));
-        assert_eq!(vs.len(), 983);
-        assert!(
-            vs.capacity() <= vs.len() + vs.len() / 4 + 1,
-            "{}",
-            vs.capacity()
-        );
-        assert!(vs.windows(2).all(|w| w[0].0 < w[1].0));
     }
 
     fn rec(b: &[u8], will_init: bool) -> Value {
