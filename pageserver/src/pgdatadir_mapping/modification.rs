@@ -755,6 +755,26 @@ impl DatadirModification {
         r
     }
 
+    /// The size of `rel` if it is cached: then [`Self::put_rel_block_with`]
+    /// and [`Self::put_rel_block_cached`] need no IO for it.
+    pub fn cached_rel_size(&self, rel: RelTag) -> Option<BlockNumber> {
+        self.cache.rel_sizes.get(&rel).copied()
+    }
+
+    /// [`Self::put_rel_block`] without IO, for a fork whose size is cached
+    /// ([`Self::cached_rel_size`]).
+    pub fn put_rel_block_cached(
+        &mut self,
+        rel: RelTag,
+        blkno: BlockNumber,
+        value: Value,
+    ) -> Result<(), DatadirError> {
+        self.put_rel_block_with(rel, blkno, value.will_init(), |out| {
+            value.ser_into(out);
+            Ok::<(), DatadirError>(())
+        })
+    }
+
     /// Extends `rel`, whose size is `size`, to `blkno + 1` blocks if it is
     /// shorter, filling the blocks before `blkno` with `fill(block)`.
     fn extend_known(
@@ -881,6 +901,40 @@ impl DatadirModification {
             .unwrap_or(0);
         self.cache.slru_sizes.insert((kind, segno), n);
         Ok(Some(n))
+    }
+
+    /// Whether page `blkno` of an SLRU segment exists, if the segment's
+    /// directory and size are cached (None: unknown without IO).
+    pub fn cached_slru_page_exists(&self, kind: SlruKind, segno: u32, blkno: u32) -> Option<bool> {
+        if !self.cache.slru_dirs.get(&kind)?.segments.contains(&segno) {
+            return Some(false);
+        }
+        let size = self.cache.slru_sizes.get(&(kind, segno))?;
+        Some(blkno < *size)
+    }
+
+    /// [`Self::put_slru_record`] without IO, for a page that
+    /// [`Self::cached_slru_page_exists`] says exists.
+    pub fn put_slru_record_cached(
+        &mut self,
+        kind: SlruKind,
+        segno: u32,
+        blkno: u32,
+        rec: WalRecord,
+    ) -> Result<(), DatadirError> {
+        self.check()?;
+        let r = match self.cached_slru_page_exists(kind, segno, blkno) {
+            Some(true) => self.push(
+                slru_block_to_key(kind, segno, blkno),
+                Value::WalRecord(rec),
+                true,
+            ),
+            _ => Err(DatadirError::Missing {
+                what: format!("cached page {blkno} of {kind} segment {segno:04X}"),
+                lsn: self.lsn,
+            }),
+        };
+        self.poison_on_err(r)
     }
 
     /// Whether page `blkno` of an SLRU segment exists.

@@ -33,6 +33,7 @@
 
 pub mod checkpoint;
 pub mod metrics;
+mod pages;
 pub mod records;
 mod slru;
 mod smgr;
@@ -42,24 +43,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pageserver_api::reltag::{
-    RelTag, DEFAULTTABLESPACE_OID, GLOBALTABLESPACE_OID, VISIBILITYMAP_FORKNUM,
-};
-use pageserver_api::value::{Value, WalRecord as StoredRecord};
-use postgres_ffi::page::{page_init, page_set_lsn, PageHeaderData};
+use pageserver_api::reltag::{RelTag, DEFAULTTABLESPACE_OID, GLOBALTABLESPACE_OID};
 use postgres_ffi::relfile::RelFileNode;
 use postgres_ffi::rmgr::{self, record_type_name, rmgr_name};
 use postgres_ffi::v15::controlfile::CheckPoint;
 use postgres_ffi::v15::info;
 use postgres_ffi::wal::{ImageError, WalRecord};
-use postgres_ffi::{Lsn, PgMajorVersion, BLCKSZ};
+use postgres_ffi::{Lsn, PgMajorVersion};
 
 use self::checkpoint::CheckpointTracker;
 use self::records::ParseError;
 use crate::pgdatadir_mapping::{DatadirError, DatadirModification, DatadirView};
 use crate::tenant::timeline::Timeline;
-use crate::walredo::native::stamp_checksum;
-use crate::walredo::pages::{vm_page_of, VISIBILITYMAP_VALID_BITS};
 
 /// Why ingest stopped.
 #[derive(Debug, thiserror::Error)]
@@ -410,12 +405,29 @@ impl Ingest {
         }
         self.m.set_lsn(rec.end_lsn)?;
         self.checkpoint.advance_next_xid_past(rec.xid());
-        self.dispatch(rec).await?;
+        if !self.try_apply_cached(rec)? {
+            self.dispatch(rec).await?;
+        }
         if self.checkpoint.dirty {
             let stored = self.checkpoint.encode_for_storage();
             self.m.put_checkpoint(Bytes::from(stored))?;
         }
         Ok(())
+    }
+
+    /// The common records, applied without awaiting anything when what
+    /// they need is cached: page records ([`pages`]) and plain commits and
+    /// aborts ([`xact`]). Ok(false): nothing was done, and
+    /// [`Self::dispatch`] applies the record.
+    fn try_apply_cached(&mut self, rec: &WalRecord) -> Result<bool> {
+        let rmid = rec.rmid();
+        if is_page_rmgr(rmid) {
+            self.try_page_record_cached(rec)
+        } else if rmid == rmgr::RM_XACT_ID && rec.blocks.is_empty() {
+            self.try_xact_cached(rec)
+        } else {
+            Ok(false)
+        }
     }
 
     /// One record's effects, by resource manager.
@@ -573,197 +585,6 @@ impl Ingest {
     fn checksums(&self) -> bool {
         self.checksums
     }
-
-    /// Stores every block reference of a page record.
-    async fn ingest_blocks(&mut self, rec: &WalRecord) -> Result<()> {
-        let rmid = rec.rmid();
-        // Heap INSERT/UPDATE+INIT and Heap2 MULTI_INSERT+INIT re-initialise
-        // block 0 (Postgres also sets WILL_INIT on it; the bit is checked
-        // too in case a record lacks it).
-        let init_block0 = match rmid {
-            rmgr::RM_HEAP_ID => rec.info() & info::heap::INIT_PAGE != 0,
-            rmgr::RM_HEAP2_ID => {
-                rec.header.rmgr_info() & info::heap::OPMASK == info::heap2::MULTI_INSERT
-                    && rec.info() & info::heap::INIT_PAGE != 0
-            }
-            _ => false,
-        };
-        let edits_restored = pg_redo::dispatch::edits_restored_image(rmid);
-        let checksums = self.checksums();
-        for blk in &rec.blocks {
-            let Some(fork) = blk.fork() else {
-                return Err(IngestErrorKind::BadBlock {
-                    block_id: blk.block_id,
-                    what: format!("invalid fork number {}", blk.forknum),
-                });
-            };
-            let rel = rel_tag(blk.rnode, fork as u8)?;
-            self.m.prepare_rel(rel).await?;
-            // Values are serialized straight into the pending batch: an
-            // image is restored there, a record copied from the WAL buffer.
-            let raw = &rec.raw[..];
-            match &blk.image {
-                // Hash and GiST redo edit some restored pages further: keep
-                // the record (it carries the image) for redo to do both.
-                Some(img) if img.apply && !edits_restored => {
-                    let (end_lsn, blkno) = (rec.end_lsn, blk.blkno);
-                    let restore = |out: &mut Vec<u8>| {
-                        Value::ser_image_header(out);
-                        let start = out.len();
-                        img.restore_into(out)
-                            .map_err(|source| IngestErrorKind::Image {
-                                block_id: blk.block_id,
-                                source,
-                            })?;
-                        finish_restored_page(&mut out[start..], end_lsn, blkno, checksums);
-                        Ok::<(), IngestErrorKind>(())
-                    };
-                    self.m.put_rel_block_with(rel, blkno, true, restore)?;
-                }
-                Some(img) if img.apply => {
-                    let copy = |out: &mut Vec<u8>| {
-                        Value::ser_postgres_record(out, true, raw);
-                        Ok::<(), IngestErrorKind>(())
-                    };
-                    self.m.put_rel_block_with(rel, blk.blkno, true, copy)?;
-                }
-                // Never store what could not be reconstructed later.
-                _ if !pg_redo::is_supported(rmid, rec.info()) => {
-                    return Err(IngestErrorKind::Unsupported {
-                        what: format!(
-                            "{} has no native redo for its block references",
-                            rec.name(self.version)
-                        ),
-                    })
-                }
-                // A verification-only image (wal_consistency_checking):
-                // redo ignores it and applies the record.
-                _ => {
-                    let will_init = blk.will_init() || (init_block0 && blk.block_id == 0);
-                    let copy = |out: &mut Vec<u8>| {
-                        Value::ser_postgres_record(out, will_init, raw);
-                        Ok::<(), IngestErrorKind>(())
-                    };
-                    self.m.put_rel_block_with(rel, blk.blkno, will_init, copy)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Visibility-map bits that heap records clear without referencing the
-    /// map page (`heap_xlog_*` call `visibilitymap_clear` themselves).
-    async fn ingest_heap_vm(&mut self, rec: &WalRecord) -> Result<()> {
-        use records::*;
-        const ALL_FROZEN: u8 = 0x02;
-        let op = rec.header.rmgr_info() & info::heap::OPMASK;
-        let data = &rec.main_data();
-        let block = |id: u8| rec.block(id).map(|b| b.blkno);
-        // (new heap block, old heap block, bits)
-        let clear: Option<(Option<u32>, Option<u32>, u8)> = if rec.rmid() == rmgr::RM_HEAP_ID {
-            match op {
-                info::heap::INSERT => {
-                    let flags = heap_flags("xl_heap_insert", data, 2)?;
-                    (flags & XLH_INSERT_ALL_VISIBLE_CLEARED != 0)
-                        .then(|| (block(0), None, VISIBILITYMAP_VALID_BITS))
-                }
-                info::heap::DELETE => {
-                    let flags = heap_flags("xl_heap_delete", data, 7)?;
-                    (flags & XLH_DELETE_ALL_VISIBLE_CLEARED != 0)
-                        .then(|| (block(0), None, VISIBILITYMAP_VALID_BITS))
-                }
-                info::heap::UPDATE | info::heap::HOT_UPDATE => {
-                    let flags = heap_flags("xl_heap_update", data, 7)?;
-                    let new = (flags & XLH_UPDATE_NEW_ALL_VISIBLE_CLEARED != 0)
-                        .then(|| block(0))
-                        .flatten();
-                    // The old page is block 1, or block 0 when the update
-                    // stayed on one page.
-                    let old = (flags & XLH_UPDATE_OLD_ALL_VISIBLE_CLEARED != 0)
-                        .then(|| block(1).or(block(0)))
-                        .flatten();
-                    (new.is_some() || old.is_some()).then_some((new, old, VISIBILITYMAP_VALID_BITS))
-                }
-                info::heap::LOCK => {
-                    let flags = heap_flags("xl_heap_lock", data, 7)?;
-                    (flags & XLH_LOCK_ALL_FROZEN_CLEARED != 0).then(|| (block(0), None, ALL_FROZEN))
-                }
-                _ => None,
-            }
-        } else {
-            match op {
-                info::heap2::MULTI_INSERT => {
-                    let flags = heap_flags("xl_heap_multi_insert", data, 0)?;
-                    (flags & XLH_INSERT_ALL_VISIBLE_CLEARED != 0)
-                        .then(|| (block(0), None, VISIBILITYMAP_VALID_BITS))
-                }
-                info::heap2::LOCK_UPDATED => {
-                    let flags = heap_flags("xl_heap_lock_updated", data, 7)?;
-                    (flags & XLH_LOCK_ALL_FROZEN_CLEARED != 0).then(|| (block(0), None, ALL_FROZEN))
-                }
-                _ => None,
-            }
-        };
-        let Some((new, old, flags)) = clear else {
-            return Ok(());
-        };
-        if new.is_none() && old.is_none() {
-            return Err(IngestErrorKind::BadBlock {
-                block_id: 0,
-                what: "heap record clears visibility map bits but has no heap block".to_owned(),
-            });
-        }
-        // All heap blocks of one record belong to the relation of block 0.
-        let rnode = rec.blocks[0].rnode;
-        let vm_rel = rel_tag(rnode, VISIBILITYMAP_FORKNUM)?;
-        let new_page = new.map(vm_page_of);
-        let old_page = old.map(vm_page_of);
-        if new_page.is_some() && new_page == old_page {
-            self.clear_vm(vm_rel, new_page.unwrap_or(0), new, old, flags)
-                .await
-        } else {
-            if let Some(p) = new_page {
-                self.clear_vm(vm_rel, p, new, None, flags).await?;
-            }
-            if let Some(p) = old_page {
-                self.clear_vm(vm_rel, p, None, old, flags).await?;
-            }
-            Ok(())
-        }
-    }
-
-    /// One `ClearVisibilityMapFlags` on VM page `vm_blk`. A map page that
-    /// does not exist yet is created the way `vm_extend` does (initialised
-    /// empty pages, whose bits are already clear).
-    async fn clear_vm(
-        &mut self,
-        vm_rel: RelTag,
-        vm_blk: u32,
-        new: Option<u32>,
-        old: Option<u32>,
-        flags: u8,
-    ) -> Result<()> {
-        let exists = self.m.rel_size(vm_rel).await?.is_some_and(|n| vm_blk < n);
-        if exists {
-            let rec = StoredRecord::ClearVisibilityMapFlags {
-                new_heap_blkno: new,
-                old_heap_blkno: old,
-                flags,
-            };
-            self.m
-                .put_rel_block(vm_rel, vm_blk, Value::WalRecord(rec))
-                .await?;
-        } else {
-            let checksums = self.checksums();
-            self.m
-                .extend_rel_to(vm_rel, vm_blk, &|b| empty_page(b, checksums))
-                .await?;
-            self.m
-                .put_rel_block(vm_rel, vm_blk, Value::Image(empty_page(vm_blk, checksums)))
-                .await?;
-        }
-        Ok(())
-    }
 }
 
 /// The relation tag of a block reference or record, refusing tablespaces
@@ -788,31 +609,4 @@ fn check_tablespace(spcnode: u32) -> Result<()> {
             ),
         })
     }
-}
-
-/// Turns a page just restored from a full-page image into what redo
-/// leaves: LSN set to the record's end unless the page is new, and, with
-/// data checksums, the checksum of block `blkno` (images carry whatever the
-/// primary's buffer held, not a valid checksum).
-fn finish_restored_page(page: &mut [u8], end_lsn: Lsn, blkno: u32, checksums: bool) {
-    let is_new = PageHeaderData::read(page).map_or(true, |h| h.is_new());
-    if !is_new {
-        // The page is 8 KiB, longer than the 8-byte LSN field.
-        let _ = page_set_lsn(page, end_lsn);
-    }
-    if checksums {
-        stamp_checksum(page, blkno);
-    }
-}
-
-/// An initialised empty page with no special space (`PageInit(page, BLCKSZ,
-/// 0)`), as block `blkno`.
-fn empty_page(blkno: u32, checksums: bool) -> Bytes {
-    let mut page = [0u8; BLCKSZ];
-    // Special size 0 always fits.
-    let _ = page_init(&mut page, 0);
-    if checksums {
-        stamp_checksum(&mut page, blkno);
-    }
-    Bytes::copy_from_slice(&page)
 }

@@ -8,8 +8,6 @@
 //! pages; only the final status matters for the stored bytes, so it is
 //! written directly.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 use pageserver_api::reltag::{RelTag, SlruKind, INIT_FORKNUM, MAIN_FORKNUM};
 use pageserver_api::value::WalRecord as StoredRecord;
@@ -105,19 +103,65 @@ impl Ingest {
         status: XidStatus,
         timestamp: Option<i64>,
     ) -> Result<()> {
-        let mut by_page: BTreeMap<u32, Vec<TransactionId>> = BTreeMap::new();
-        for &x in std::iter::once(&xid).chain(subxacts) {
-            by_page.entry(clog::xid_to_page(x)).or_default().push(x);
-        }
-        for (pageno, xids) in by_page {
-            let rec = StoredRecord::ClogSetStatus {
-                xids,
-                status: status as u8,
-                timestamp,
-            };
+        for (pageno, rec) in clog_changes(xid, subxacts, status, timestamp) {
             self.put_slru_change(SlruKind::Clog, pageno, rec).await?;
         }
         Ok(())
+    }
+
+    /// A plain COMMIT or ABORT that drops no relation, when the CLOG pages
+    /// it sets are cached as existing: applied without awaiting anything,
+    /// exactly as [`Self::ingest_xact`] would. Ok(false): nothing was done.
+    pub(super) fn try_xact_cached(&mut self, rec: &WalRecord) -> Result<bool> {
+        let op = rec.info() & xact::OPMASK;
+        if op != xact::COMMIT && op != xact::ABORT {
+            return Ok(false);
+        }
+        let has_info = rec.info() & xact::HAS_INFO != 0;
+        let is_commit = op == xact::COMMIT;
+        let p = records::parse_xact_finish(rec.main_data(), has_info, is_commit)?;
+        if !p.rels.is_empty() {
+            return Ok(false);
+        }
+        let xid = rec.xid();
+        let changes = if xid != 0 {
+            let (status, timestamp) = if is_commit {
+                (XidStatus::Committed, Some(p.xact_time))
+            } else {
+                (XidStatus::Aborted, None)
+            };
+            clog_changes(xid, &p.subxacts, status, timestamp)
+        } else {
+            Vec::new()
+        };
+        let cached = |pageno: u32| {
+            let (segno, blkno) = (
+                pageno / SLRU_PAGES_PER_SEGMENT,
+                pageno % SLRU_PAGES_PER_SEGMENT,
+            );
+            self.m.cached_slru_page_exists(SlruKind::Clog, segno, blkno) == Some(true)
+        };
+        if !changes.iter().all(|(pageno, _)| cached(*pageno)) {
+            return Ok(false);
+        }
+        self.checkpoint.advance_next_xid_past(xid);
+        for &sub in &p.subxacts {
+            self.checkpoint.advance_next_xid_past(sub);
+        }
+        for (pageno, change) in changes {
+            let (segno, blkno) = (
+                pageno / SLRU_PAGES_PER_SEGMENT,
+                pageno % SLRU_PAGES_PER_SEGMENT,
+            );
+            self.m
+                .put_slru_record_cached(SlruKind::Clog, segno, blkno, change)?;
+        }
+        if let (Some(origin), Some(origin_lsn)) = (rec.origin, p.origin_lsn) {
+            if origin != 0 {
+                self.m.put_repl_origin(origin, origin_lsn)?;
+            }
+        }
+        Ok(true)
     }
 
     /// Stores `rec` for SLRU page `pageno`. If the page does not exist,
@@ -162,4 +206,34 @@ impl Ingest {
             .await?;
         Ok(())
     }
+}
+
+/// The `ClogSetStatus` records that give `xid` and `subxacts` `status`, one
+/// per CLOG page, in page order.
+fn clog_changes(
+    xid: TransactionId,
+    subxacts: &[TransactionId],
+    status: XidStatus,
+    timestamp: Option<i64>,
+) -> Vec<(u32, StoredRecord)> {
+    let mut by_page: Vec<(u32, Vec<TransactionId>)> = Vec::new();
+    for &x in std::iter::once(&xid).chain(subxacts) {
+        let pageno = clog::xid_to_page(x);
+        match by_page.iter_mut().find(|(p, _)| *p == pageno) {
+            Some((_, xids)) => xids.push(x),
+            None => by_page.push((pageno, vec![x])),
+        }
+    }
+    by_page.sort_unstable_by_key(|(p, _)| *p);
+    by_page
+        .into_iter()
+        .map(|(pageno, xids)| {
+            let rec = StoredRecord::ClogSetStatus {
+                xids,
+                status: status as u8,
+                timestamp,
+            };
+            (pageno, rec)
+        })
+        .collect()
 }
