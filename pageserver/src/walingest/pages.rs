@@ -23,6 +23,9 @@ use super::{rel_tag, Ingest, IngestErrorKind, Result};
 use crate::walredo::native::stamp_checksum;
 use crate::walredo::pages::{vm_page_of, VISIBILITYMAP_VALID_BITS};
 
+/// One map page's change: (map page, new heap block, old heap block).
+type VmPageClear = (u32, Option<u32>, Option<u32>);
+
 /// The visibility-map changes a heap record implies: up to two map pages
 /// (the new and the old heap block's), each with the heap blocks whose bits
 /// it clears.
@@ -30,12 +33,11 @@ use crate::walredo::pages::{vm_page_of, VISIBILITYMAP_VALID_BITS};
 pub(super) struct VmClears {
     rel: RelTag,
     flags: u8,
-    /// (map page, new heap block, old heap block)
-    pages: [Option<(u32, Option<u32>, Option<u32>)>; 2],
+    pages: [Option<VmPageClear>; 2],
 }
 
 impl VmClears {
-    fn pages(&self) -> impl Iterator<Item = (u32, Option<u32>, Option<u32>)> + '_ {
+    fn pages(&self) -> impl Iterator<Item = VmPageClear> + '_ {
         self.pages.iter().flatten().copied()
     }
 
