@@ -17,7 +17,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use postgres_ffi::wal::{WalDecoderConfig, WalSegmentSize, WalStreamDecoder};
+use postgres_ffi::wal::{WalDecoderConfig, WalRecord, WalSegmentSize, WalStreamDecoder};
 use postgres_ffi::{PgMajorVersion, XLOG_BLCKSZ};
 use pq_client::{ClientError, ReplicationConnection, ReplicationMessage};
 use tokio_util::sync::CancellationToken;
@@ -271,9 +271,13 @@ async fn ingest_available(
     ingest: &mut Ingest,
     pg_timeline: u32,
 ) -> Result<(), StopReason> {
+    // One slot for every record (no block list allocated per record); it
+    // is dropped on return, before the decoder is fed again, so the
+    // decoder's buffer is not shared when it refills it.
+    let mut rec = WalRecord::default();
     loop {
-        let rec = decoder
-            .next_record()
+        let got = decoder
+            .next_record_into(&mut rec)
             .map_err(|e| StopReason::Ingest(format!("decoding WAL: {e}")))?;
         if let Some(tli) = decoder.last_page_tli() {
             if tli != pg_timeline {
@@ -283,9 +287,9 @@ async fn ingest_available(
                 });
             }
         }
-        let Some(rec) = rec else {
+        if !got {
             return Ok(());
-        };
+        }
         ingest
             .ingest_record(&rec)
             .await

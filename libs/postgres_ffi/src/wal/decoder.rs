@@ -38,7 +38,7 @@ use crate::{maxalign, Lsn, PgMajorVersion, XLOG_BLCKSZ};
 
 use super::error::WalDecodeError;
 use super::page_header::{XLogPageHeader, SIZE_OF_XLOG_LONG_PHD, SIZE_OF_XLOG_SHORT_PHD};
-use super::record::{decode_record, is_xlog_switch, WalRecord, XLogRecordHeader};
+use super::record::{decode_record_into, is_xlog_switch, WalRecord, XLogRecordHeader};
 use super::segment::WalSegmentSize;
 use super::*;
 
@@ -238,10 +238,18 @@ impl WalStreamDecoder {
 
     /// The next complete record, `Ok(None)` if more input is needed.
     pub fn next_record(&mut self) -> Result<Option<WalRecord>, WalDecodeError> {
+        let mut rec = WalRecord::default();
+        Ok(self.next_record_into(&mut rec)?.then_some(rec))
+    }
+
+    /// [`Self::next_record`] into `out` (Ok(false): more input is needed,
+    /// `out` unchanged). Reusing one slot for record after record saves
+    /// the allocation of a block list and a move of the record per record.
+    pub fn next_record_into(&mut self, out: &mut WalRecord) -> Result<bool, WalDecodeError> {
         if let Some(e) = &self.error {
             return Err(e.clone());
         }
-        let r = self.step();
+        let r = self.step(out);
         if let Err(e) = &r {
             self.error = Some(e.clone());
         }
@@ -253,20 +261,20 @@ impl WalStreamDecoder {
         self.pos = Lsn(self.pos.0 + n as u64);
     }
 
-    fn step(&mut self) -> Result<Option<WalRecord>, WalDecodeError> {
+    fn step(&mut self, out: &mut WalRecord) -> Result<bool, WalDecodeError> {
         loop {
             if let Some(target) = self.skip_to {
                 let n = (target.0.saturating_sub(self.pos.0)).min(self.buf.len() as u64) as usize;
                 self.advance(n);
                 if self.pos < target {
-                    return Ok(None);
+                    return Ok(false);
                 }
                 self.skip_to = None;
             }
 
             if self.pos.0.is_multiple_of(PAGE) {
                 if !self.read_page_header()? {
-                    return Ok(None);
+                    return Ok(false);
                 }
                 continue;
             }
@@ -281,7 +289,7 @@ impl WalStreamDecoder {
                     // xl_tot_len is always on this page: records are
                     // MAXALIGNed, so at least 8 bytes of the page remain.
                     let Ok(tot_len) = u32_at(&self.buf, 0) else {
-                        return Ok(None);
+                        return Ok(false);
                     };
                     let lsn = self.pos;
                     if (tot_len as usize) < SIZE_OF_XLOG_RECORD {
@@ -302,7 +310,7 @@ impl WalStreamDecoder {
                 State::SkipContrecord { remaining, .. } => {
                     let n = (*remaining as usize).min(page_left).min(self.buf.len());
                     if n == 0 {
-                        return Ok(None);
+                        return Ok(false);
                     }
                     *remaining -= n as u32;
                     let done = *remaining == 0;
@@ -316,7 +324,7 @@ impl WalStreamDecoder {
                     let missing = p.tot_len as usize - p.data.len();
                     let n = missing.min(page_left).min(self.buf.len());
                     if n == 0 {
-                        return Ok(None);
+                        return Ok(false);
                     }
                     if p.data.is_empty() && n == missing {
                         // The whole record is on this page and buffered:
@@ -331,8 +339,8 @@ impl WalStreamDecoder {
                         p.data.extend_from_slice(&self.buf[..n]);
                         self.advance(n);
                     }
-                    if let Some(rec) = self.after_record_bytes()? {
-                        return Ok(Some(rec));
+                    if self.after_record_bytes(out)? {
+                        return Ok(true);
                     }
                 }
             }
@@ -340,9 +348,9 @@ impl WalStreamDecoder {
     }
 
     /// Checks the header once complete; finishes the record once complete.
-    fn after_record_bytes(&mut self) -> Result<Option<WalRecord>, WalDecodeError> {
+    fn after_record_bytes(&mut self, out: &mut WalRecord) -> Result<bool, WalDecodeError> {
         let State::InRecord(p) = &mut self.state else {
-            return Ok(None);
+            return Ok(false);
         };
         if !p.header_checked && p.data.len() >= SIZE_OF_XLOG_RECORD {
             let h = XLogRecordHeader::decode(&p.data).unwrap_or_default();
@@ -350,10 +358,10 @@ impl WalStreamDecoder {
             p.header_checked = true;
         }
         if p.data.len() < p.tot_len as usize {
-            return Ok(None);
+            return Ok(false);
         }
         let State::InRecord(p) = std::mem::replace(&mut self.state, State::RecordStart) else {
-            return Ok(None);
+            return Ok(false);
         };
         let header = XLogRecordHeader::decode(&p.data).unwrap_or_default();
         let aligned_end = Lsn(maxalign(self.pos.0 as usize) as u64);
@@ -362,12 +370,12 @@ impl WalStreamDecoder {
         } else {
             aligned_end
         };
-        let rec = decode_record(p.data.freeze(), p.start, next, &self.cfg.format)?;
+        decode_record_into(p.data.freeze(), p.start, next, &self.cfg.format, out)?;
         self.prev_record = Some(p.start);
         if next > self.pos {
             self.skip_to = Some(next);
         }
-        Ok(Some(rec))
+        Ok(true)
     }
 
     /// Validates and consumes the page header at `pos` (a page boundary) and

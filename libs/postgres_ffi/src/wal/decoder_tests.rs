@@ -432,3 +432,27 @@ proptest! {
         let (_recs, _err) = decode_all(cfg(), start, &b);
     }
 }
+
+#[test]
+fn decoding_into_one_slot_gives_the_same_records() {
+    // Records with and without blocks, small and spanning pages, so the
+    // slot's block list shrinks and grows from record to record.
+    let sizes: Vec<usize> = (0..60).map(|i| [10, 9000, 200, 40][i % 4]).collect();
+    let (start, bytes, spans) = build(&sizes);
+    let (expected, _) = decode_all(cfg(), start, &bytes);
+    assert_eq!(expected.len(), spans.len());
+    let mut dec = WalStreamDecoder::new(start, cfg()).unwrap();
+    let mut slot = WalRecord::default();
+    let mut got = Vec::new();
+    for c in bytes.chunks(3000) {
+        dec.feed(c);
+        while dec.next_record_into(&mut slot).unwrap() {
+            got.push(slot.clone());
+        }
+    }
+    assert_eq!(got, expected);
+    // Nothing more: the slot is left as it was.
+    let last = slot.clone();
+    assert!(!dec.next_record_into(&mut slot).unwrap());
+    assert_eq!(slot, last);
+}

@@ -154,14 +154,25 @@ impl WalDirReader {
     /// The usual end of a `pg_wal` directory is an error for which
     /// [`WalDecodeError::is_end_of_wal`] is true (zeroed or recycled space).
     pub fn next_record(&mut self) -> Result<Option<WalRecord>, WalDirError> {
+        let mut rec = WalRecord::default();
+        Ok(self.next_record_into(&mut rec)?.then_some(rec))
+    }
+
+    /// [`Self::next_record`] into `out` (see
+    /// [`WalStreamDecoder::next_record_into`]); Ok(false) at the end.
+    pub fn next_record_into(&mut self, out: &mut WalRecord) -> Result<bool, WalDirError> {
         loop {
-            if let Some(r) = self.decoder.next_record()? {
-                return Ok(Some(r));
+            if self.decoder.next_record_into(out)? {
+                return Ok(true);
             }
             if self.exhausted {
                 self.decoder.check_end_of_input()?;
-                return Ok(None);
+                return Ok(false);
             }
+            // The slot's record shares the decoder's buffer: released, the
+            // buffer is the decoder's alone again and the next chunk reuses
+            // it rather than a fresh allocation.
+            out.raw = bytes::Bytes::new();
             if !self.feed_chunk()? {
                 self.exhausted = true;
             }

@@ -173,8 +173,9 @@ impl BlockRef {
     }
 }
 
-/// A complete, CRC-checked, decoded WAL record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A complete, CRC-checked, decoded WAL record. (The default value is an
+/// empty slot for [`decode_record_into`] and the decoders' `_into` calls.)
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct WalRecord {
     /// Where the record starts (`ReadRecPtr`).
     pub lsn: Lsn,
@@ -319,6 +320,21 @@ pub fn decode_record(
     end_lsn: Lsn,
     format: &WalFormat,
 ) -> Result<WalRecord, WalDecodeError> {
+    let mut rec = WalRecord::default();
+    decode_record_into(raw, lsn, end_lsn, format, &mut rec)?;
+    Ok(rec)
+}
+
+/// [`decode_record`] into `out`, whose block list's allocation is reused:
+/// a reader decoding record after record into one slot allocates nothing
+/// per record. After an error `out` holds no meaningful record.
+pub fn decode_record_into(
+    raw: Bytes,
+    lsn: Lsn,
+    end_lsn: Lsn,
+    format: &WalFormat,
+    out: &mut WalRecord,
+) -> Result<(), WalDecodeError> {
     let malformed = |source| WalDecodeError::Malformed { lsn, source };
     let header = XLogRecordHeader::decode(&raw).ok_or(WalDecodeError::RecordTooShort {
         lsn,
@@ -338,7 +354,7 @@ pub fn decode_record(
             computed,
         });
     }
-    decode_body(raw, header, lsn, end_lsn, format).map_err(malformed)
+    decode_body(raw, header, lsn, end_lsn, format, out).map_err(malformed)
 }
 
 fn decode_body(
@@ -347,7 +363,8 @@ fn decode_body(
     lsn: Lsn,
     end_lsn: Lsn,
     format: &WalFormat,
-) -> Result<WalRecord, RecordFormatError> {
+    out: &mut WalRecord,
+) -> Result<(), RecordFormatError> {
     let flags = &format.bkpimage;
     // A borrowed view: a `Bytes` slice here would cost a reference-count
     // round trip per record.
@@ -474,7 +491,8 @@ fn decode_body(
         pos += len;
         span
     };
-    let mut blocks = Vec::with_capacity(pending.len());
+    let blocks = &mut out.blocks;
+    blocks.clear();
     for p in pending {
         let image = p.image.map(|(bimg_len, hole_offset, hole_length, info)| {
             let compression = if info & flags.compress_pglz != 0 {
@@ -506,17 +524,14 @@ fn decode_body(
             data,
         });
     }
-    let main_data = take(main_data_len as usize);
-    Ok(WalRecord {
-        lsn,
-        end_lsn,
-        header,
-        blocks,
-        origin,
-        toplevel_xid,
-        main_data,
-        raw,
-    })
+    out.main_data = take(main_data_len as usize);
+    out.lsn = lsn;
+    out.end_lsn = end_lsn;
+    out.header = header;
+    out.origin = origin;
+    out.toplevel_xid = toplevel_xid;
+    out.raw = raw;
+    Ok(())
 }
 
 fn check_image_header(

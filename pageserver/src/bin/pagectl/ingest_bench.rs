@@ -167,15 +167,17 @@ async fn bench(pgdata: &Path, pg_wal: &Path, workdir: &Path, opts: Options) -> a
     // The end of WAL shows as a record that does not decode (zeros after
     // the last record, as for PostgreSQL's recovery); it is reported.
     let mut stopped = None;
+    // One record slot, as the walreceiver uses.
+    let mut rec = postgres_ffi::wal::WalRecord::default();
     loop {
-        let rec = match reader.next_record() {
-            Ok(Some(rec)) => rec,
-            Ok(None) => break,
+        match reader.next_record_into(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => break,
             Err(e) => {
                 stopped = Some(e.to_string());
                 break;
             }
-        };
+        }
         records += 1;
         bytes += rec.tot_len() as u64;
         fpi_bytes += rec
