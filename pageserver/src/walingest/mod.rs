@@ -184,6 +184,15 @@ fn is_page_rmgr(rmid: u8) -> bool {
     )
 }
 
+/// How far [`Ingest::apply_cached`] got with a record.
+enum Applied {
+    Done,
+    /// The record's LSN is set; its effects need [`Ingest::dispatch`].
+    NeedsDispatch,
+    /// Nothing was done: the batch must be committed first.
+    NeedsCommitFirst,
+}
+
 /// See the module documentation.
 pub struct Ingest {
     m: DatadirModification,
@@ -326,7 +335,12 @@ impl Ingest {
             };
             return Err(self.error_at(rec.lsn, &context(self.version), kind));
         }
-        if let Err(kind) = self.apply(rec).await {
+        let applied = match self.apply_cached(rec) {
+            Ok(Applied::Done) => Ok(()),
+            Ok(stage) => self.apply_rest(rec, stage).await,
+            Err(e) => Err(e),
+        };
+        if let Err(kind) = applied {
             self.stopped_at = Some(rec.lsn);
             let name = rec.name(self.version);
             if kind.is_unsupported_record() {
@@ -376,8 +390,10 @@ impl Ingest {
         }
     }
 
-    /// Checks the record type, then applies the record.
-    async fn apply(&mut self, rec: &WalRecord) -> Result<()> {
+    /// Checks the record type, then applies the record as far as it can
+    /// without awaiting: all of it for the common records whose metadata
+    /// is cached, else up to where [`Self::apply_rest`] must continue.
+    fn apply_cached(&mut self, rec: &WalRecord) -> Result<Applied> {
         let rmid = rec.rmid();
         // Names are only formatted on the error paths (this runs per record).
         if rmid >= rmgr::RM_MIN_CUSTOM_ID {
@@ -395,19 +411,48 @@ impl Ingest {
                 },
             });
         }
-        if rmid == rmgr::RM_DBASE_ID && rec.header.rmgr_info() == info::dbase::CREATE_FILE_COPY {
+        if rmid == rmgr::RM_DBASE_ID
+            && rec.header.rmgr_info() == info::dbase::CREATE_FILE_COPY
+            && self.m.has_uncommitted()
+        {
             // The copy reads the source database's pages from the timeline,
             // which sees only committed values.
-            if self.m.has_uncommitted() {
-                self.m.commit().await?;
-                self.counters.commits += 1;
-            }
+            return Ok(Applied::NeedsCommitFirst);
         }
         self.m.set_lsn(rec.end_lsn)?;
         self.checkpoint.advance_next_xid_past(rec.xid());
         if !self.try_apply_cached(rec)? {
-            self.dispatch(rec).await?;
+            return Ok(Applied::NeedsDispatch);
         }
+        self.store_checkpoint_if_changed()?;
+        Ok(Applied::Done)
+    }
+
+    /// The rest of a record [`Self::apply_cached`] could not finish.
+    async fn apply_rest(&mut self, rec: &WalRecord, stage: Applied) -> Result<()> {
+        let stage = match stage {
+            Applied::Done => return Ok(()),
+            Applied::NeedsCommitFirst => {
+                self.m.commit().await?;
+                self.counters.commits += 1;
+                self.apply_cached(rec)?
+            }
+            Applied::NeedsDispatch => Applied::NeedsDispatch,
+        };
+        match stage {
+            Applied::Done => Ok(()),
+            Applied::NeedsDispatch => {
+                self.dispatch(rec).await?;
+                self.store_checkpoint_if_changed()
+            }
+            Applied::NeedsCommitFirst => Err(IngestErrorKind::Inconsistent {
+                what: "uncommitted values right after a commit".to_owned(),
+            }),
+        }
+    }
+
+    /// Stores the checkpoint if the record changed it.
+    fn store_checkpoint_if_changed(&mut self) -> Result<()> {
         if self.checkpoint.dirty {
             let stored = self.checkpoint.encode_for_storage();
             self.m.put_checkpoint(Bytes::from(stored))?;
