@@ -100,11 +100,14 @@ pub fn restore_image(ctx: &Ctx<'_>, page: &mut Page) -> Result<(), RedoError> {
         .image
         .as_ref()
         .ok_or_else(|| ctx.malformed("block has no image to restore"))?;
-    let restored = image.restore().map_err(|source| RedoError::Image {
-        lsn: ctx.rec.lsn,
-        block_id: ctx.blk.block_id,
-        source,
-    })?;
+    let restored = ctx
+        .rec
+        .restore_block_image(image)
+        .map_err(|source| RedoError::Image {
+            lsn: ctx.rec.lsn,
+            block_id: ctx.blk.block_id,
+            source,
+        })?;
     *page = *restored;
     if !pageops::is_new(page) {
         pageops::set_lsn(page, ctx.end_lsn());

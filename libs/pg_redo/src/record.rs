@@ -127,20 +127,20 @@ impl RedoRecord {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             RedoRecord::Wal { source, block_id } => {
-                let (lsn, end, bytes) = match source {
+                let (lsn, end, bytes): (_, _, &[u8]) = match source {
                     WalSource::Raw {
                         lsn,
                         end_lsn,
                         bytes,
-                    } => (*lsn, *end_lsn, bytes.clone()),
-                    WalSource::Decoded(r) => (r.lsn, r.end_lsn, r.raw.clone()),
+                    } => (*lsn, *end_lsn, bytes),
+                    WalSource::Decoded(r) => (r.lsn, r.end_lsn, &r.raw),
                 };
                 let mut v = Vec::with_capacity(18 + bytes.len());
                 v.push(1);
                 v.extend_from_slice(&lsn.0.to_le_bytes());
                 v.extend_from_slice(&end.0.to_le_bytes());
                 v.push(*block_id);
-                v.extend_from_slice(&bytes);
+                v.extend_from_slice(bytes);
                 v
             }
             RedoRecord::ClearVmBits { heap_blkno, flags } => {

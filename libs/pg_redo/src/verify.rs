@@ -419,7 +419,7 @@ impl Verifier {
                 let redone = supported && self.redo(rec, &target, &mut page, &one).is_ok();
                 if !redone {
                     // Unknown rmgr: track the restored image as a plain FPI.
-                    match img.restore() {
+                    match rec.restore_block_image(img) {
                         Ok(p) => {
                             page = p;
                             if !pageops::is_new(&page) {
@@ -464,7 +464,7 @@ impl Verifier {
         counting: bool,
     ) {
         let name = rec.name(PgMajorVersion::V15);
-        let primary = match img.restore() {
+        let primary = match rec.restore_block_image(img) {
             Ok(p) => p,
             Err(e) => {
                 self.pages.remove(&key);

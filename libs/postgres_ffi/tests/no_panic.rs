@@ -72,7 +72,7 @@ proptest! {
         if let Ok(rec) = decode_record(raw, Lsn(0x1000028), Lsn(0x1000100), &WAL_FORMAT) {
             // Whatever decodes must be internally consistent.
             let payload: usize = rec.blocks.iter().map(|b| {
-                rec.block_data(b).len() + b.image.as_ref().map_or(0, |i| i.data.len())
+                rec.block_data(b).len() + b.image.as_ref().map_or(0, |i| i.stored_len())
             }).sum::<usize>() + rec.main_data().len();
             prop_assert!(payload <= body.len());
             for b in &rec.blocks {

@@ -143,11 +143,12 @@ impl Ingest {
                     let restore = |out: &mut Vec<u8>| {
                         Value::ser_image_header(out);
                         let start = out.len();
-                        img.restore_into(out)
-                            .map_err(|source| IngestErrorKind::Image {
+                        rec.restore_block_image_into(img, out).map_err(|source| {
+                            IngestErrorKind::Image {
                                 block_id: blk.block_id,
                                 source,
-                            })?;
+                            }
+                        })?;
                         finish_restored_page(&mut out[start..], end_lsn, blkno, checksums);
                         Ok::<(), IngestErrorKind>(())
                     };

@@ -105,7 +105,7 @@ impl Ingest {
                     if vm_truncation_is_partial(t.blkno) {
                         let value = Value::WalRecord(StoredRecord::Postgres {
                             will_init: false,
-                            rec: rec.raw.clone(),
+                            rec: bytes::Bytes::copy_from_slice(&rec.raw),
                         });
                         self.m
                             .put_rel_block(rel(VISIBILITYMAP_FORKNUM), trunc_block, value)

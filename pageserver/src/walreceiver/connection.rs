@@ -271,9 +271,8 @@ async fn ingest_available(
     ingest: &mut Ingest,
     pg_timeline: u32,
 ) -> Result<(), StopReason> {
-    // One slot for every record (no block list allocated per record); it
-    // is dropped on return, before the decoder is fed again, so the
-    // decoder's buffer is not shared when it refills it.
+    // One slot for every record: its buffers are reused from record to
+    // record.
     let mut rec = WalRecord::default();
     loop {
         let got = decoder

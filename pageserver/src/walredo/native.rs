@@ -226,7 +226,7 @@ impl NativeRedo {
         let format = PgMajorVersion::V15.wal_format();
         // The stored record was CRC-checked at ingest; decoding again checks
         // it once more, and gives block references and main data.
-        let rec = decode_record(raw.clone(), record_lsn, record_lsn, format)
+        let rec = decode_record(&raw[..], record_lsn, record_lsn, format)
             .map_err(|e| failed(format!("stored WAL record does not decode: {e}")))?;
         if rec.rmid() == RM_SMGR_ID && rec.header.rmgr_info() == info::smgr::TRUNCATE {
             let vm_blk = vm_blkno(key).map_err(failed)?;

@@ -38,7 +38,7 @@ use crate::{maxalign, Lsn, PgMajorVersion, XLOG_BLCKSZ};
 
 use super::error::WalDecodeError;
 use super::page_header::{XLogPageHeader, SIZE_OF_XLOG_LONG_PHD, SIZE_OF_XLOG_SHORT_PHD};
-use super::record::{decode_record_into, is_xlog_switch, WalRecord, XLogRecordHeader};
+use super::record::{decode_in_place, is_xlog_switch, WalRecord, XLogRecordHeader};
 use super::segment::WalSegmentSize;
 use super::*;
 
@@ -66,12 +66,13 @@ impl WalDecoderConfig {
     }
 }
 
-/// A record being assembled.
+/// A record being assembled from pieces (one that spans pages, or whose
+/// page was not all fed yet).
 #[derive(Debug)]
 struct Partial {
     start: Lsn,
     tot_len: u32,
-    data: BytesMut,
+    data: Vec<u8>,
     header_checked: bool,
 }
 
@@ -106,6 +107,9 @@ pub struct WalStreamDecoder {
     last_page: Option<(Lsn, TimeLineId)>,
     aborted_record: Option<Lsn>,
     error: Option<WalDecodeError>,
+    /// An allocation for the next record assembled from pieces: the one a
+    /// caller's slot handed back for the last such record.
+    spare: Vec<u8>,
 }
 
 const PAGE: u64 = XLOG_BLCKSZ as u64;
@@ -152,6 +156,7 @@ impl WalStreamDecoder {
             last_page: None,
             aborted_record: None,
             error: None,
+            spare: Vec::new(),
         })
     }
 
@@ -162,9 +167,9 @@ impl WalStreamDecoder {
 
     /// Reads up to `len` bytes of the stream from `src` straight into the
     /// decoder's buffer (until `len` or end of file); returns how many.
-    /// When no record handed out earlier still refers to the buffer, its
-    /// allocation is reused, so a reader feeding fixed-size chunks touches
-    /// the same memory over and over instead of faulting in fresh pages.
+    /// Records are copied out of the buffer, so its allocation is reused: a
+    /// reader feeding fixed-size chunks touches the same memory over and
+    /// over instead of faulting in fresh pages.
     pub fn feed_from(
         &mut self,
         src: &mut impl std::io::Read,
@@ -303,7 +308,7 @@ impl WalStreamDecoder {
                         tot_len,
                         // Allocated only if the record must be assembled
                         // from pieces (see InRecord).
-                        data: BytesMut::new(),
+                        data: Vec::new(),
                         header_checked: false,
                     });
                 }
@@ -328,17 +333,20 @@ impl WalStreamDecoder {
                     }
                     if p.data.is_empty() && n == missing {
                         // The whole record is on this page and buffered:
-                        // take it out of the buffer without copying.
-                        p.data = self.buf.split_to(n);
-                        self.pos = Lsn(self.pos.0 + n as u64);
-                    } else {
-                        if p.data.capacity() == 0 {
-                            p.data
-                                .reserve((p.tot_len as usize).min(INITIAL_RECORD_CAPACITY));
-                        }
-                        p.data.extend_from_slice(&self.buf[..n]);
-                        self.advance(n);
+                        // decoded from the buffer into the caller's slot.
+                        let start = p.start;
+                        self.state = State::RecordStart;
+                        self.finish_whole_record(start, n, out)?;
+                        return Ok(true);
                     }
+                    if p.data.capacity() == 0 {
+                        p.data = std::mem::take(&mut self.spare);
+                        p.data.clear();
+                        p.data
+                            .reserve((p.tot_len as usize).min(INITIAL_RECORD_CAPACITY));
+                    }
+                    p.data.extend_from_slice(&self.buf[..n]);
+                    self.advance(n);
                     if self.after_record_bytes(out)? {
                         return Ok(true);
                     }
@@ -363,19 +371,48 @@ impl WalStreamDecoder {
         let State::InRecord(p) = std::mem::replace(&mut self.state, State::RecordStart) else {
             return Ok(false);
         };
-        let header = XLogRecordHeader::decode(&p.data).unwrap_or_default();
+        // The assembled bytes become the slot's; the slot's old buffer is
+        // kept for the next assembly.
+        let mut data = p.data;
+        std::mem::swap(&mut out.raw, &mut data);
+        self.spare = data;
+        self.finish_record(p.start, out)?;
+        Ok(true)
+    }
+
+    /// A record lying whole in the buffer's first `len` bytes: header
+    /// check, then copied into the slot and decoded.
+    fn finish_whole_record(
+        &mut self,
+        start: Lsn,
+        len: usize,
+        out: &mut WalRecord,
+    ) -> Result<(), WalDecodeError> {
+        let bytes = &self.buf[..len];
+        let h = XLogRecordHeader::decode(bytes).unwrap_or_default();
+        check_record_header(&h, start, self.prev_record, &self.cfg.format)?;
+        out.raw.clear();
+        out.raw.extend_from_slice(bytes);
+        self.advance(len);
+        self.finish_record(start, out)
+    }
+
+    /// Decodes the record in `out.raw`, which started at `start` and ended
+    /// just before `pos`, and sets up the skip to the next record.
+    fn finish_record(&mut self, start: Lsn, out: &mut WalRecord) -> Result<(), WalDecodeError> {
+        let header = XLogRecordHeader::decode(&out.raw).unwrap_or_default();
         let aligned_end = Lsn(maxalign(self.pos.0 as usize) as u64);
         let next = if is_xlog_switch(&header) {
             self.cfg.segment_size.align_up(aligned_end)
         } else {
             aligned_end
         };
-        decode_record_into(p.data.freeze(), p.start, next, &self.cfg.format, out)?;
-        self.prev_record = Some(p.start);
+        decode_in_place(start, next, &self.cfg.format, out)?;
+        self.prev_record = Some(start);
         if next > self.pos {
             self.skip_to = Some(next);
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Validates and consumes the page header at `pos` (a page boundary) and

@@ -169,10 +169,6 @@ impl WalDirReader {
                 self.decoder.check_end_of_input()?;
                 return Ok(false);
             }
-            // The slot's record shares the decoder's buffer: released, the
-            // buffer is the decoder's alone again and the next chunk reuses
-            // it rather than a fresh allocation.
-            out.raw = bytes::Bytes::new();
             if !self.feed_chunk()? {
                 self.exhausted = true;
             }

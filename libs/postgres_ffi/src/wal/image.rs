@@ -41,10 +41,10 @@ pub enum ImageError {
     },
 }
 
-/// Rebuilds the 8 KiB page an image encodes.
-pub fn restore_image(image: &BlockImage) -> Result<Box<[u8; BLCKSZ]>, ImageError> {
+/// Rebuilds the 8 KiB page an image encodes; `data` are its stored bytes.
+pub fn restore_image(image: &BlockImage, data: &[u8]) -> Result<Box<[u8; BLCKSZ]>, ImageError> {
     let mut page = Vec::with_capacity(BLCKSZ);
-    restore_image_into(image, &mut page)?;
+    restore_image_into(image, data, &mut page)?;
     page.into_boxed_slice()
         .try_into()
         .map_err(|p: Box<[u8]>| ImageError::BadGeometry {
@@ -56,13 +56,17 @@ pub fn restore_image(image: &BlockImage) -> Result<Box<[u8; BLCKSZ]>, ImageError
 
 /// Appends the 8 KiB page an image encodes to `out` (e.g. straight into a
 /// serialization buffer); on error `out` is left as it was.
-pub fn restore_image_into(image: &BlockImage, out: &mut Vec<u8>) -> Result<(), ImageError> {
+pub fn restore_image_into(
+    image: &BlockImage,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), ImageError> {
     let hole_offset = image.hole_offset as usize;
     let hole_length = image.hole_length as usize;
     let geometry = || ImageError::BadGeometry {
         hole_offset: image.hole_offset,
         hole_length: image.hole_length,
-        stored: image.data.len(),
+        stored: data.len(),
     };
     // Bytes of page content the image holds once decompressed.
     let content_len = BLCKSZ.checked_sub(hole_length).ok_or_else(geometry)?;
@@ -72,16 +76,16 @@ pub fn restore_image_into(image: &BlockImage, out: &mut Vec<u8>) -> Result<(), I
 
     let decompressed;
     let content: &[u8] = match image.compression {
-        ImageCompression::None => &image.data,
+        ImageCompression::None => data,
         ImageCompression::Pglz => {
             let mut buf = vec![0u8; content_len];
-            pglz::decompress_exact(&image.data, &mut buf)?;
+            pglz::decompress_exact(data, &mut buf)?;
             decompressed = buf;
             &decompressed
         }
         ImageCompression::Lz4 => {
             let mut buf = vec![0u8; content_len];
-            let n = lz4_flex::block::decompress_into(&image.data, &mut buf)
+            let n = lz4_flex::block::decompress_into(data, &mut buf)
                 .map_err(|e| ImageError::Lz4(e.to_string()))?;
             if n != content_len {
                 return Err(ImageError::WrongSize {
@@ -95,7 +99,7 @@ pub fn restore_image_into(image: &BlockImage, out: &mut Vec<u8>) -> Result<(), I
         }
         ImageCompression::Zstd => {
             let mut buf = vec![0u8; content_len];
-            let n = zstd::bulk::decompress_to_buffer(&image.data, &mut buf)
+            let n = zstd::bulk::decompress_to_buffer(data, &mut buf)
                 .map_err(|e| ImageError::Zstd(e.to_string()))?;
             if n != content_len {
                 return Err(ImageError::WrongSize {
@@ -144,15 +148,18 @@ mod tests {
         page
     }
 
-    fn to_image(spec: ImageSpec) -> BlockImage {
-        BlockImage {
-            data: spec.data,
-            hole_offset: spec.hole_offset,
-            hole_length: spec.hole_length,
-            bimg_info: 0,
-            apply: true,
-            compression: spec.compression,
-        }
+    /// The image and its stored bytes.
+    fn to_image(spec: ImageSpec) -> (BlockImage, Bytes) {
+        let img = BlockImage::new(
+            0,
+            spec.data.len(),
+            spec.hole_offset,
+            spec.hole_length,
+            0,
+            true,
+            spec.compression,
+        );
+        (img, spec.data)
     }
 
     #[test]
@@ -165,8 +172,12 @@ mod tests {
             ImageCompression::Zstd,
         ] {
             for standard in [true, false] {
-                let img = to_image(ImageSpec::from_page(&page, standard, true, method));
-                assert_eq!(&restore_image(&img).unwrap()[..], &page[..], "{method:?}");
+                let (img, data) = to_image(ImageSpec::from_page(&page, standard, true, method));
+                assert_eq!(
+                    &restore_image(&img, &data).unwrap()[..],
+                    &page[..],
+                    "{method:?}"
+                );
             }
         }
     }
@@ -175,13 +186,13 @@ mod tests {
     fn hole_bytes_come_back_zero() {
         let mut page = sample_page();
         page[100] = 0xAA; // inside the hole: not stored, restored as zero
-        let img = to_image(ImageSpec::from_page(
+        let (img, data) = to_image(ImageSpec::from_page(
             &page,
             true,
             true,
             ImageCompression::None,
         ));
-        let restored = restore_image(&img).unwrap();
+        let restored = restore_image(&img, &data).unwrap();
         assert_eq!(restored[100], 0);
     }
 
@@ -193,22 +204,13 @@ mod tests {
             ImageCompression::Lz4,
             ImageCompression::Zstd,
         ] {
-            let mut img = to_image(ImageSpec::from_page(&page, true, true, method));
-            let mut d = img.data.to_vec();
-            d.truncate(d.len() / 2);
-            img.data = Bytes::from(d);
-            assert!(restore_image(&img).is_err(), "{method:?}");
+            let (img, data) = to_image(ImageSpec::from_page(&page, true, true, method));
+            let half = &data[..data.len() / 2];
+            assert!(restore_image(&img, half).is_err(), "{method:?}");
         }
-        let img = BlockImage {
-            data: Bytes::from(vec![0u8; 100]),
-            hole_offset: 8000,
-            hole_length: 8092,
-            bimg_info: 0,
-            apply: true,
-            compression: ImageCompression::None,
-        };
+        let img = BlockImage::new(0, 100, 8000, 8092, 0, true, ImageCompression::None);
         assert!(matches!(
-            restore_image(&img),
+            restore_image(&img, &[0u8; 100]),
             Err(ImageError::BadGeometry { .. })
         ));
     }

@@ -15,11 +15,10 @@
 //!
 //! [`decode_record`] mirrors `DecodeXLogRecord`, including its consistency
 //! checks, and adds the ones PostgreSQL leaves to memory safety (a hole that
-//! would run past the page). Payloads are zero-copy [`Bytes`] slices of the
-//! record. Used by the streaming decoder; ingest and redo consume
-//! [`WalRecord`].
-
-use bytes::Bytes;
+//! would run past the page). Payloads (block data, images, main data) are
+//! ranges of the record's bytes, which the record owns in a buffer a reader
+//! reuses from record to record. Used by the streaming decoder; ingest and
+//! redo consume [`WalRecord`].
 
 use crate::bytes_le::{put, u32_at, u64_at, Cursor, Short};
 use crate::relfile::{ForkNumber, RelFileNode};
@@ -108,11 +107,12 @@ impl ImageCompression {
     }
 }
 
-/// A full-page image attached to a block reference.
+/// A full-page image attached to a block reference. Its stored bytes are
+/// in the record ([`WalRecord::image_data`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockImage {
-    /// The stored bytes (`bimg_len` of them), compressed or not.
-    pub data: Bytes,
+    /// Where the stored bytes (`bimg_len` of them, compressed or not) are.
+    data: Span,
     pub hole_offset: u16,
     /// Length of the zero hole left out of the image (derived for
     /// uncompressed images, stored for compressed ones with a hole).
@@ -126,14 +126,33 @@ pub struct BlockImage {
 }
 
 impl BlockImage {
-    /// The 8 KiB page this image encodes, hole zero-filled.
-    pub fn restore(&self) -> Result<Box<[u8; BLCKSZ]>, ImageError> {
-        restore_image(self)
+    /// An image whose stored bytes are `data.len()` bytes at `offset` of
+    /// its record (for building records by hand).
+    pub fn new(
+        offset: usize,
+        len: usize,
+        hole_offset: u16,
+        hole_length: u16,
+        bimg_info: u8,
+        apply: bool,
+        compression: ImageCompression,
+    ) -> BlockImage {
+        BlockImage {
+            data: Span {
+                start: offset as u32,
+                len: len as u32,
+            },
+            hole_offset,
+            hole_length,
+            bimg_info,
+            apply,
+            compression,
+        }
     }
 
-    /// Appends the page to `out`; `out` is unchanged on error.
-    pub fn restore_into(&self, out: &mut Vec<u8>) -> Result<(), ImageError> {
-        super::image::restore_image_into(self, out)
+    /// Length of the stored (possibly compressed) bytes.
+    pub fn stored_len(&self) -> usize {
+        self.data.len as usize
     }
 }
 
@@ -191,12 +210,12 @@ pub struct WalRecord {
     /// Where the main data is in `raw` ([`Self::main_data`]).
     main_data: Span,
     /// The whole record, header included.
-    pub raw: Bytes,
+    pub raw: Vec<u8>,
 }
 
-/// A byte range of a record's `raw` bytes. Payloads are kept as ranges,
-/// not `Bytes` slices: a slice costs a reference-count increment and
-/// decrement, several per record on the ingest path.
+/// A byte range of a record's `raw` bytes. Payloads are kept as ranges
+/// rather than shared slices, so a record owns one plain buffer and costs
+/// no reference counting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Span {
     start: u32,
@@ -211,14 +230,6 @@ impl Span {
         raw.get(start..start + self.len as usize)
             .unwrap_or_default()
     }
-
-    /// The span as a `Bytes` slice of `raw` (for images, which outlive
-    /// the record in the redo path).
-    fn bytes_of(self, raw: &Bytes) -> Bytes {
-        let start = (self.start as usize).min(raw.len());
-        let end = (start + self.len as usize).min(raw.len());
-        raw.slice(start..end)
-    }
 }
 
 impl WalRecord {
@@ -231,6 +242,26 @@ impl WalRecord {
     /// references (empty when it has none).
     pub fn block_data(&self, blk: &BlockRef) -> &[u8] {
         blk.data.of(&self.raw)
+    }
+
+    /// The stored bytes of `img`, an image of this record's blocks.
+    pub fn image_data(&self, img: &BlockImage) -> &[u8] {
+        img.data.of(&self.raw)
+    }
+
+    /// The 8 KiB page `img` (an image of this record's blocks) encodes,
+    /// hole zero-filled.
+    pub fn restore_block_image(&self, img: &BlockImage) -> Result<Box<[u8; BLCKSZ]>, ImageError> {
+        restore_image(img, self.image_data(img))
+    }
+
+    /// Appends the page `img` encodes to `out`; `out` is unchanged on error.
+    pub fn restore_block_image_into(
+        &self,
+        img: &BlockImage,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ImageError> {
+        super::image::restore_image_into(img, self.image_data(img), out)
     }
 
     pub fn rmid(&self) -> u8 {
@@ -260,7 +291,7 @@ impl WalRecord {
         self.blocks
             .iter()
             .filter_map(|b| b.image.as_ref())
-            .map(|i| i.data.len() as u32)
+            .map(|i| i.data.len)
             .sum()
     }
 
@@ -286,7 +317,7 @@ impl WalRecord {
             .image
             .as_ref()
             .ok_or(err(ImageError::NoImage))?;
-        image.restore().map_err(err)
+        self.restore_block_image(image).map_err(err)
     }
 }
 
@@ -315,28 +346,41 @@ struct PendingBlock {
 /// which starts at `lsn`. Checks the CRC first: nothing in an unverified
 /// record is trusted beyond its length.
 pub fn decode_record(
-    raw: Bytes,
+    raw: impl AsRef<[u8]>,
     lsn: Lsn,
     end_lsn: Lsn,
     format: &WalFormat,
 ) -> Result<WalRecord, WalDecodeError> {
     let mut rec = WalRecord::default();
-    decode_record_into(raw, lsn, end_lsn, format, &mut rec)?;
+    decode_record_into(raw.as_ref(), lsn, end_lsn, format, &mut rec)?;
     Ok(rec)
 }
 
-/// [`decode_record`] into `out`, whose block list's allocation is reused:
-/// a reader decoding record after record into one slot allocates nothing
-/// per record. After an error `out` holds no meaningful record.
+/// [`decode_record`] into `out`, whose buffers are reused: a reader
+/// decoding record after record into one slot allocates nothing per
+/// record. After an error `out` holds no meaningful record.
 pub fn decode_record_into(
-    raw: Bytes,
+    raw: &[u8],
     lsn: Lsn,
     end_lsn: Lsn,
     format: &WalFormat,
     out: &mut WalRecord,
 ) -> Result<(), WalDecodeError> {
+    out.raw.clear();
+    out.raw.extend_from_slice(raw);
+    decode_in_place(lsn, end_lsn, format, out)
+}
+
+/// Decodes the record whose bytes are already in `out.raw`.
+pub(crate) fn decode_in_place(
+    lsn: Lsn,
+    end_lsn: Lsn,
+    format: &WalFormat,
+    out: &mut WalRecord,
+) -> Result<(), WalDecodeError> {
+    let raw = &out.raw;
     let malformed = |source| WalDecodeError::Malformed { lsn, source };
-    let header = XLogRecordHeader::decode(&raw).ok_or(WalDecodeError::RecordTooShort {
+    let header = XLogRecordHeader::decode(raw).ok_or(WalDecodeError::RecordTooShort {
         lsn,
         len: raw.len() as u32,
     })?;
@@ -346,7 +390,7 @@ pub fn decode_record_into(
             actual: raw.len(),
         }));
     }
-    let computed = compute_record_crc(&raw).unwrap_or(0);
+    let computed = compute_record_crc(raw).unwrap_or(0);
     if computed != header.crc {
         return Err(WalDecodeError::BadRecordCrc {
             lsn,
@@ -354,11 +398,10 @@ pub fn decode_record_into(
             computed,
         });
     }
-    decode_body(raw, header, lsn, end_lsn, format, out).map_err(malformed)
+    decode_body(header, lsn, end_lsn, format, out).map_err(malformed)
 }
 
 fn decode_body(
-    raw: Bytes,
     header: XLogRecordHeader,
     lsn: Lsn,
     end_lsn: Lsn,
@@ -366,8 +409,7 @@ fn decode_body(
     out: &mut WalRecord,
 ) -> Result<(), RecordFormatError> {
     let flags = &format.bkpimage;
-    // A borrowed view: a `Bytes` slice here would cost a reference-count
-    // round trip per record.
+    let raw = &out.raw;
     let mut cur = Cursor::new(raw.get(SIZE_OF_XLOG_RECORD..).unwrap_or_default());
     // Payload bytes announced by the headers so far; u64 so that a garbage
     // record cannot overflow it.
@@ -505,7 +547,7 @@ fn decode_body(
                 ImageCompression::None
             };
             BlockImage {
-                data: take(bimg_len as usize).bytes_of(&raw),
+                data: take(bimg_len as usize),
                 hole_offset,
                 hole_length,
                 bimg_info: info,
@@ -530,7 +572,6 @@ fn decode_body(
     out.header = header;
     out.origin = origin;
     out.toplevel_xid = toplevel_xid;
-    out.raw = raw;
     Ok(())
 }
 
@@ -581,6 +622,7 @@ mod tests {
     use super::*;
     use crate::v15::WAL_FORMAT;
     use crate::wal::encoder::{BlockSpec, ImageSpec, RecordBuilder};
+    use bytes::Bytes;
 
     fn rel(n: u32) -> RelFileNode {
         RelFileNode {

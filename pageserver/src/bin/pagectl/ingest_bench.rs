@@ -183,7 +183,7 @@ async fn bench(pgdata: &Path, pg_wal: &Path, workdir: &Path, opts: Options) -> a
         fpi_bytes += rec
             .blocks
             .iter()
-            .filter_map(|b| b.image.as_ref().map(|i| i.data.len() as u64))
+            .filter_map(|b| b.image.as_ref().map(|i| i.stored_len() as u64))
             .sum::<u64>();
         end = rec.end_lsn;
         last_start = rec.lsn;
