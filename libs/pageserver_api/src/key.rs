@@ -43,7 +43,7 @@ pub const METADATA_KEY_BEGIN_PREFIX: u8 = 0x60;
 /// End (exclusive) of the `field1` values of the sparse metadata keyspace.
 pub const METADATA_KEY_END_PREFIX: u8 = 0x7F;
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, Eq, PartialOrd, Ord, Default)]
 pub struct Key {
     pub field1: u8,
     pub field2: u32,
@@ -53,14 +53,36 @@ pub struct Key {
     pub field6: u32,
 }
 
+impl Key {
+    /// The fields as three words, for equality and hashing.
+    #[inline]
+    fn words(&self) -> (u64, u64, u16) {
+        (
+            self.field2 as u64 | (self.field3 as u64) << 32,
+            self.field4 as u64 | (self.field6 as u64) << 32,
+            self.field1 as u16 | (self.field5 as u16) << 8,
+        )
+    }
+}
+
+/// Compared as three words rather than six fields: keys are compared in
+/// every hash probe of ingest's per-value index.
+impl PartialEq for Key {
+    #[inline]
+    fn eq(&self, other: &Key) -> bool {
+        self.words() == other.words()
+    }
+}
+
 /// Hashed as three words rather than six fields: keys are hashed for every
 /// value ingest indexes, and with a word-at-a-time hasher each write is a
 /// round. Consistent with `Eq` (every field goes in).
 impl std::hash::Hash for Key {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.field2 as u64 | (self.field3 as u64) << 32);
-        state.write_u64(self.field4 as u64 | (self.field6 as u64) << 32);
-        state.write_u16(self.field1 as u16 | (self.field5 as u16) << 8);
+        let (a, b, c) = self.words();
+        state.write_u64(a);
+        state.write_u64(b);
+        state.write_u16(c);
     }
 }
 

@@ -289,6 +289,11 @@ impl DatadirModification {
 
     /// Serializes the metadata the current record changed, at its LSN.
     fn finish_record(&mut self) -> Result<(), DatadirError> {
+        if self.dirty.0.is_empty() {
+            // Most records change no metadata.
+            self.record_keys.clear();
+            return Ok(());
+        }
         let dirty = self.dirty.take_sorted();
         for &item in &dirty {
             let (key, bytes) = match item {
