@@ -166,6 +166,28 @@ impl Value {
         out.extend_from_slice(rec);
     }
 
+    /// Appends what `ser_into` gives for a `WalRecord::ClogSetStatus` with
+    /// these fields, without building one (ingest writes one per commit).
+    pub fn ser_clog_set_status(
+        out: &mut Vec<u8>,
+        xids: &[u32],
+        status: u8,
+        timestamp: Option<i64>,
+    ) {
+        out.extend_from_slice(&[VALUE_FORMAT_V1, TAG_CLOG_SET_STATUS, 0, status]);
+        match timestamp {
+            Some(ts) => {
+                out.push(1);
+                out.extend_from_slice(&ts.to_le_bytes());
+            }
+            None => out.push(0),
+        }
+        put_count(out, xids.len());
+        for xid in xids {
+            out.extend_from_slice(&xid.to_le_bytes());
+        }
+    }
+
     /// Appends the serialized form (module docs) to `out`.
     pub fn ser_into(&self, out: &mut Vec<u8>) {
         let wi = |b: bool| if b { FLAG_WILL_INIT } else { 0 };
@@ -194,20 +216,7 @@ impl Value {
                 xids,
                 status,
                 timestamp,
-            } => {
-                out.extend_from_slice(&[VALUE_FORMAT_V1, TAG_CLOG_SET_STATUS, 0, *status]);
-                match timestamp {
-                    Some(ts) => {
-                        out.push(1);
-                        out.extend_from_slice(&ts.to_le_bytes());
-                    }
-                    None => out.push(0),
-                }
-                put_count(out, xids.len());
-                for xid in xids {
-                    out.extend_from_slice(&xid.to_le_bytes());
-                }
-            }
+            } => Value::ser_clog_set_status(out, xids, *status, *timestamp),
             WalRecord::ClearVisibilityMapFlags {
                 new_heap_blkno,
                 old_heap_blkno,

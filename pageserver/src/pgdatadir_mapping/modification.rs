@@ -927,12 +927,32 @@ impl DatadirModification {
         blkno: u32,
         rec: WalRecord,
     ) -> Result<(), DatadirError> {
+        let will_init = rec.will_init();
+        self.put_slru_record_with(kind, segno, blkno, will_init, |out| {
+            Value::WalRecord(rec).ser_into(out)
+        })
+    }
+
+    /// [`Self::put_slru_record_cached`] of a value `write` serializes (as
+    /// `Value::ser_into` would) straight into the pending batch.
+    pub fn put_slru_record_with(
+        &mut self,
+        kind: SlruKind,
+        segno: u32,
+        blkno: u32,
+        will_init: bool,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), DatadirError> {
         self.check()?;
         let r = match self.cached_slru_page_exists(kind, segno, blkno) {
-            Some(true) => self.push(
+            Some(true) => self.push_with(
                 slru_block_to_key(kind, segno, blkno),
-                Value::WalRecord(rec),
+                will_init,
                 true,
+                |out| {
+                    write(out);
+                    Ok::<(), DatadirError>(())
+                },
             ),
             _ => Err(DatadirError::Missing {
                 what: format!("cached page {blkno} of {kind} segment {segno:04X}"),

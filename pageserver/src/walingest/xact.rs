@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 use pageserver_api::reltag::{RelTag, SlruKind, INIT_FORKNUM, MAIN_FORKNUM};
-use pageserver_api::value::WalRecord as StoredRecord;
+use pageserver_api::value::{Value, WalRecord as StoredRecord};
 use postgres_ffi::slru::clog::{self, XidStatus};
 use postgres_ffi::slru::SLRU_PAGES_PER_SEGMENT;
 use postgres_ffi::v15::info::xact;
@@ -19,6 +19,7 @@ use postgres_ffi::{twophase, TransactionId, BLCKSZ};
 
 use super::records::{self, ParseError};
 use super::{check_tablespace, Ingest, Result};
+use crate::pgdatadir_mapping::DatadirModification;
 use crate::walredo::pages;
 
 impl Ingest {
@@ -124,37 +125,52 @@ impl Ingest {
             return Ok(false);
         }
         let xid = rec.xid();
-        let changes = if xid != 0 {
-            let (status, timestamp) = if is_commit {
-                (XidStatus::Committed, Some(p.xact_time))
-            } else {
-                (XidStatus::Aborted, None)
-            };
-            clog_changes(xid, &p.subxacts, status, timestamp)
+        let (status, timestamp) = if is_commit {
+            (XidStatus::Committed, Some(p.xact_time))
         } else {
-            Vec::new()
+            (XidStatus::Aborted, None)
         };
-        let cached = |pageno: u32| {
-            let (segno, blkno) = (
+        let page_of = |pageno: u32| {
+            (
                 pageno / SLRU_PAGES_PER_SEGMENT,
                 pageno % SLRU_PAGES_PER_SEGMENT,
-            );
-            self.m.cached_slru_page_exists(SlruKind::Clog, segno, blkno) == Some(true)
+            )
         };
-        if !changes.iter().all(|(pageno, _)| cached(*pageno)) {
-            return Ok(false);
-        }
-        self.checkpoint.advance_next_xid_past(xid);
-        for &sub in &p.subxacts {
-            self.checkpoint.advance_next_xid_past(sub);
-        }
-        for (pageno, change) in changes {
-            let (segno, blkno) = (
-                pageno / SLRU_PAGES_PER_SEGMENT,
-                pageno % SLRU_PAGES_PER_SEGMENT,
-            );
+        let cached = |m: &DatadirModification, pageno: u32| {
+            let (segno, blkno) = page_of(pageno);
+            m.cached_slru_page_exists(SlruKind::Clog, segno, blkno) == Some(true)
+        };
+        if xid != 0 && p.subxacts.is_empty() {
+            // The usual transaction: one xid, one CLOG page, serialized
+            // straight into the batch.
+            let pageno = clog::xid_to_page(xid);
+            if !cached(&self.m, pageno) {
+                return Ok(false);
+            }
+            self.checkpoint.advance_next_xid_past(xid);
+            let (segno, blkno) = page_of(pageno);
             self.m
-                .put_slru_record_cached(SlruKind::Clog, segno, blkno, change)?;
+                .put_slru_record_with(SlruKind::Clog, segno, blkno, false, |out| {
+                    Value::ser_clog_set_status(out, &[xid], status as u8, timestamp)
+                })?;
+        } else {
+            let changes = if xid != 0 {
+                clog_changes(xid, &p.subxacts, status, timestamp)
+            } else {
+                Vec::new()
+            };
+            if !changes.iter().all(|(pageno, _)| cached(&self.m, *pageno)) {
+                return Ok(false);
+            }
+            self.checkpoint.advance_next_xid_past(xid);
+            for &sub in &p.subxacts {
+                self.checkpoint.advance_next_xid_past(sub);
+            }
+            for (pageno, change) in changes {
+                let (segno, blkno) = page_of(pageno);
+                self.m
+                    .put_slru_record_cached(SlruKind::Clog, segno, blkno, change)?;
+            }
         }
         if let (Some(origin), Some(origin_lsn)) = (rec.origin, p.origin_lsn) {
             if origin != 0 {
