@@ -333,15 +333,6 @@ fn short_header(s: Short) -> RecordFormatError {
     }
 }
 
-struct PendingBlock {
-    block_id: u8,
-    rnode: RelFileNode,
-    flags: u8,
-    blkno: u32,
-    data_len: u16,
-    image: Option<(u16, u16, u16, u8)>, // bimg_len, hole_offset, hole_length, bimg_info
-}
-
 /// Decodes a complete record whose bytes are `raw` (header included) and
 /// which starts at `lsn`. Checks the CRC first: nothing in an unverified
 /// record is trusted beyond its length.
@@ -410,6 +401,10 @@ fn decode_body(
 ) -> Result<(), RecordFormatError> {
     let flags = &format.bkpimage;
     let raw = &out.raw;
+    // Block references go straight into the slot's list, their payload
+    // spans holding only lengths until the second pass below places them.
+    let blocks = &mut out.blocks;
+    blocks.clear();
     let mut cur = Cursor::new(raw.get(SIZE_OF_XLOG_RECORD..).unwrap_or_default());
     // Payload bytes announced by the headers so far; u64 so that a garbage
     // record cannot overflow it.
@@ -417,9 +412,6 @@ fn decode_body(
     let mut main_data_len: u64 = 0;
     let mut origin = None;
     let mut toplevel_xid = None;
-    // Records have one to three block references as a rule: kept inline,
-    // no allocation per record.
-    let mut pending: smallvec::SmallVec<[PendingBlock; 4]> = smallvec::SmallVec::new();
     let mut prev_rnode: Option<RelFileNode> = None;
 
     while cur.remaining() as u64 > datatotal {
@@ -438,7 +430,7 @@ fn decode_body(
             XLR_BLOCK_ID_ORIGIN => origin = Some(cur.u16().map_err(short_header)?),
             XLR_BLOCK_ID_TOPLEVEL_XID => toplevel_xid = Some(cur.u32().map_err(short_header)?),
             id if id <= XLR_MAX_BLOCK_ID => {
-                if let Some(prev) = pending.last() {
+                if let Some(prev) = blocks.last() {
                     if id <= prev.block_id {
                         return Err(RecordFormatError::BlockIdOutOfOrder {
                             block_id: id,
@@ -485,7 +477,26 @@ fn decode_body(
                         has_hole,
                         compressed,
                     )?;
-                    Some((bimg_len, hole_offset, hole_length, bimg_info))
+                    let compression = if bimg_info & flags.compress_pglz != 0 {
+                        ImageCompression::Pglz
+                    } else if bimg_info & flags.compress_lz4 != 0 {
+                        ImageCompression::Lz4
+                    } else if bimg_info & flags.compress_zstd != 0 {
+                        ImageCompression::Zstd
+                    } else {
+                        ImageCompression::None
+                    };
+                    Some(BlockImage {
+                        data: Span {
+                            start: 0,
+                            len: bimg_len as u32,
+                        },
+                        hole_offset,
+                        hole_length,
+                        bimg_info,
+                        apply: bimg_info & flags.apply != 0,
+                        compression,
+                    })
                 } else {
                     None
                 };
@@ -501,13 +512,17 @@ fn decode_body(
                     r
                 };
                 let blkno = cur.u32().map_err(short_header)?;
-                pending.push(PendingBlock {
+                blocks.push(BlockRef {
                     block_id: id,
                     rnode,
-                    flags: fork_flags,
+                    forknum: fork_flags & BKPBLOCK_FORK_MASK,
                     blkno,
-                    data_len,
+                    flags: fork_flags,
                     image,
+                    data: Span {
+                        start: 0,
+                        len: data_len as u32,
+                    },
                 });
             }
             other => return Err(RecordFormatError::InvalidBlockId(other)),
@@ -521,52 +536,22 @@ fn decode_body(
         });
     }
 
-    // Payloads, in header order. The totals matched, so every slice below
-    // is in range.
-    let mut pos = SIZE_OF_XLOG_RECORD + cur.pos();
-    let mut take = |len: usize| {
-        // tot_len is a u32, so every position and length fits one.
-        let span = Span {
-            start: pos as u32,
-            len: len as u32,
-        };
-        pos += len;
-        span
-    };
-    let blocks = &mut out.blocks;
-    blocks.clear();
-    for p in pending {
-        let image = p.image.map(|(bimg_len, hole_offset, hole_length, info)| {
-            let compression = if info & flags.compress_pglz != 0 {
-                ImageCompression::Pglz
-            } else if info & flags.compress_lz4 != 0 {
-                ImageCompression::Lz4
-            } else if info & flags.compress_zstd != 0 {
-                ImageCompression::Zstd
-            } else {
-                ImageCompression::None
-            };
-            BlockImage {
-                data: take(bimg_len as usize),
-                hole_offset,
-                hole_length,
-                bimg_info: info,
-                apply: info & flags.apply != 0,
-                compression,
-            }
-        });
-        let data = take(p.data_len as usize);
-        blocks.push(BlockRef {
-            block_id: p.block_id,
-            rnode: p.rnode,
-            forknum: p.flags & BKPBLOCK_FORK_MASK,
-            blkno: p.blkno,
-            flags: p.flags,
-            image,
-            data,
-        });
+    // Payloads, in header order: per block its image then its data, then
+    // the main data. The totals matched, so every span is in range, and
+    // tot_len is a u32, so every position fits one.
+    let mut pos = (SIZE_OF_XLOG_RECORD + cur.pos()) as u32;
+    for b in blocks.iter_mut() {
+        if let Some(img) = &mut b.image {
+            img.data.start = pos;
+            pos += img.data.len;
+        }
+        b.data.start = pos;
+        pos += b.data.len;
     }
-    out.main_data = take(main_data_len as usize);
+    out.main_data = Span {
+        start: pos,
+        len: main_data_len as u32,
+    };
     out.lsn = lsn;
     out.end_lsn = end_lsn;
     out.header = header;
