@@ -77,14 +77,22 @@ pub enum IngestErrorKind {
     },
     #[error("inconsistent with the stored state: {what}")]
     Inconsistent { what: String },
+    /// Boxed: the storage errors are large, and this enum travels in the
+    /// result of every record.
     #[error(transparent)]
-    Datadir(#[from] DatadirError),
+    Datadir(Box<DatadirError>),
     #[error(
         "the record starts at {start} but the timeline has data up to {last}, which is inside it"
     )]
     NotAtRecordBoundary { start: Lsn, last: Lsn },
     #[error("ingest stopped after an error at {at}; start a new Ingest")]
     Stopped { at: Lsn },
+}
+
+impl From<DatadirError> for IngestErrorKind {
+    fn from(e: DatadirError) -> Self {
+        IngestErrorKind::Datadir(Box::new(e))
+    }
 }
 
 impl IngestErrorKind {
@@ -182,6 +190,24 @@ fn is_page_rmgr(rmid: u8) -> bool {
             | rmgr::RM_BRIN_ID
             | rmgr::RM_GENERIC_ID
     )
+}
+
+/// Whether [`Ingest::ingest_record_now`] finished the record.
+#[must_use]
+pub enum IngestStep {
+    Done,
+    /// Finish it with [`Ingest::ingest_record_rest`].
+    Continue(Rest),
+}
+
+/// What is left of a record (opaque).
+pub struct Rest(RestKind);
+
+enum RestKind {
+    /// Applying it, then committing if the batch is full.
+    Apply(Applied),
+    /// It is applied; the batch is full and must be committed.
+    Commit,
 }
 
 /// How far [`Ingest::apply_cached`] got with a record.
@@ -317,46 +343,86 @@ impl Ingest {
     /// Ingests one record; commits when the batch is full. Records must
     /// come in WAL order.
     pub async fn ingest_record(&mut self, rec: &WalRecord) -> Result<(), IngestError> {
-        // The record name is only formatted when there is an error to
-        // report: it is a per-record allocation otherwise.
-        let context = |v: PgMajorVersion| format!("WAL record {}", rec.name(v));
+        match self.ingest_record_now(rec)? {
+            IngestStep::Done => Ok(()),
+            IngestStep::Continue(rest) => self.ingest_record_rest(rec, rest).await,
+        }
+    }
+
+    /// [`Self::ingest_record`] as far as it goes without awaiting: all of
+    /// it for the common records whose metadata is cached (no future is
+    /// polled per record). When it returns [`IngestStep::Continue`], the
+    /// caller must finish the record with [`Self::ingest_record_rest`]
+    /// before the next one.
+    pub fn ingest_record_now(&mut self, rec: &WalRecord) -> Result<IngestStep, IngestError> {
         if let Some(at) = self.stopped_at {
             let kind = IngestErrorKind::Stopped { at };
-            return Err(self.error_at(rec.lsn, &context(self.version), kind));
+            return Err(self.error_at(rec.lsn, &self.record_context(rec), kind));
         }
         if rec.end_lsn <= self.last_lsn {
             self.counters.skipped_already_ingested += 1;
-            return Ok(());
+            return Ok(IngestStep::Done);
         }
         if rec.lsn < self.last_lsn {
             let kind = IngestErrorKind::NotAtRecordBoundary {
                 start: rec.lsn,
                 last: self.last_lsn,
             };
-            return Err(self.error_at(rec.lsn, &context(self.version), kind));
+            return Err(self.error_at(rec.lsn, &self.record_context(rec), kind));
         }
-        let applied = match self.apply_cached(rec) {
-            Ok(Applied::Done) => Ok(()),
-            Ok(stage) => self.apply_rest(rec, stage).await,
-            Err(e) => Err(e),
-        };
-        if let Err(kind) = applied {
-            self.stopped_at = Some(rec.lsn);
-            let name = rec.name(self.version);
-            if kind.is_unsupported_record() {
-                metrics::UNSUPPORTED.with_label_values(&[&name]).inc();
+        match self.apply_cached(rec) {
+            Ok(Applied::Done) => {}
+            Ok(stage) => return Ok(IngestStep::Continue(Rest(RestKind::Apply(stage)))),
+            Err(kind) => return Err(self.record_failed(rec, kind)),
+        }
+        Ok(self.record_applied(rec))
+    }
+
+    /// Finishes a record [`Self::ingest_record_now`] left unfinished.
+    pub async fn ingest_record_rest(
+        &mut self,
+        rec: &WalRecord,
+        rest: Rest,
+    ) -> Result<(), IngestError> {
+        if let RestKind::Apply(stage) = rest.0 {
+            if let Err(kind) = self.apply_rest(rec, stage).await {
+                return Err(self.record_failed(rec, kind));
             }
-            tracing::error!(lsn = %rec.lsn, record = %name, "WAL ingest stopped: {kind}");
-            return Err(self.error_at(rec.lsn, &context(self.version), kind));
+            if let IngestStep::Done = self.record_applied(rec) {
+                return Ok(());
+            }
         }
+        self.commit().await
+    }
+
+    /// Bookkeeping after a record is applied; whether the batch is full.
+    fn record_applied(&mut self, rec: &WalRecord) -> IngestStep {
         self.last_lsn = rec.end_lsn;
         self.count(rec);
         if self.m.pending_values() >= self.limits.max_values
             || self.m.pending_bytes() >= self.limits.max_bytes
         {
-            self.commit().await?;
+            IngestStep::Continue(Rest(RestKind::Commit))
+        } else {
+            IngestStep::Done
         }
-        Ok(())
+    }
+
+    /// Stops ingest after `rec` failed to apply.
+    fn record_failed(&mut self, rec: &WalRecord, kind: IngestErrorKind) -> IngestError {
+        self.stopped_at = Some(rec.lsn);
+        let name = rec.name(self.version);
+        if kind.is_unsupported_record() {
+            metrics::UNSUPPORTED.with_label_values(&[&name]).inc();
+        }
+        tracing::error!(lsn = %rec.lsn, record = %name, "WAL ingest stopped: {kind}");
+        self.error_at(rec.lsn, &self.record_context(rec), kind)
+    }
+
+    /// `WAL record Rmgr/TYPE`, for errors (formatted only on error paths:
+    /// it is an allocation).
+    fn record_context(&self, rec: &WalRecord) -> String {
+        format!("WAL record {}", rec.name(self.version))
     }
 
     fn count(&mut self, rec: &WalRecord) {

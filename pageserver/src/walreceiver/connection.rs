@@ -26,7 +26,7 @@ use utils::lsn::Lsn;
 use super::{lock, Phase, ReceiverState};
 use crate::pgdatadir_mapping::DatadirView;
 use crate::tenant::timeline::Timeline;
-use crate::walingest::Ingest;
+use crate::walingest::{Ingest, IngestStep};
 
 /// How often a status update is sent without being asked.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -289,9 +289,14 @@ async fn ingest_available(
         if !got {
             return Ok(());
         }
-        ingest
-            .ingest_record(&rec)
-            .await
-            .map_err(|e| StopReason::Ingest(e.to_string()))?;
+        if let IngestStep::Continue(rest) = ingest
+            .ingest_record_now(&rec)
+            .map_err(|e| StopReason::Ingest(e.to_string()))?
+        {
+            ingest
+                .ingest_record_rest(&rec, rest)
+                .await
+                .map_err(|e| StopReason::Ingest(e.to_string()))?;
+        }
     }
 }

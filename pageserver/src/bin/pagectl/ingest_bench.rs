@@ -20,7 +20,7 @@ use camino::Utf8PathBuf;
 use pageserver::import_datadir::{import_datadir_as, DatadirOrigin};
 use pageserver::tenant::resources::{StorageResources, StorageSettings};
 use pageserver::tenant::storage::TenantStorage;
-use pageserver::walingest::Ingest;
+use pageserver::walingest::{Ingest, IngestStep};
 use pageserver::walredo::NativeRedo;
 use pageserver_api::tenant_config::TenantConfigToml;
 use postgres_ffi::v15::controlfile::ControlFileData;
@@ -188,7 +188,10 @@ async fn bench(pgdata: &Path, pg_wal: &Path, workdir: &Path, opts: Options) -> a
         end = rec.end_lsn;
         last_start = rec.lsn;
         if !opts.decode_only {
-            ingest.ingest_record(&rec).await?;
+            // The walreceiver's calls: the synchronous part first.
+            if let IngestStep::Continue(rest) = ingest.ingest_record_now(&rec)? {
+                ingest.ingest_record_rest(&rec, rest).await?;
+            }
         }
     }
     ingest.commit().await?;
