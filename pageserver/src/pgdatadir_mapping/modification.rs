@@ -81,39 +81,39 @@ enum MetaItem {
 
 /// The keys the current record has put, to refuse a second value for one.
 /// Most records put one to three keys: those are checked by a scan of a
-/// short list; a record that puts many (a relation extended by a run of
-/// zero pages) moves them into a hash set.
+/// short inline list; a record that puts many (a relation extended by a
+/// run of zero pages) moves them into a hash set.
 #[derive(Default)]
 struct RecordKeys {
-    few: Vec<Key>,
+    few: [Key; RecordKeys::SCAN_LIMIT],
+    len: usize,
     many: HashSet<Key>,
 }
 
 impl RecordKeys {
-    const SCAN_LIMIT: usize = 16;
+    const SCAN_LIMIT: usize = 8;
 
     /// False if `key` was already put by this record.
     fn insert(&mut self, key: Key) -> bool {
-        if !self.many.is_empty() {
-            return self.many.insert(key);
+        if self.len < Self::SCAN_LIMIT {
+            if self.few[..self.len].contains(&key) {
+                return false;
+            }
+            self.few[self.len] = key;
+            self.len += 1;
+            return true;
         }
-        if self.few.contains(&key) {
-            return false;
+        if self.many.is_empty() {
+            self.many.extend(self.few.iter().copied());
         }
-        if self.few.len() < Self::SCAN_LIMIT {
-            self.few.push(key);
-        } else {
-            self.many.extend(self.few.drain(..));
-            self.many.insert(key);
-        }
-        true
+        self.many.insert(key)
     }
 
     fn clear(&mut self) {
-        self.few.clear();
-        if !self.many.is_empty() {
+        if self.len == Self::SCAN_LIMIT && !self.many.is_empty() {
             self.many.clear();
         }
+        self.len = 0;
     }
 }
 
@@ -1137,5 +1137,27 @@ impl DatadirModification {
         }
         .await;
         self.poison_on_err(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_keys_refuse_a_second_put_before_and_after_spilling() {
+        let mut keys = RecordKeys::default();
+        for round in 0..2 {
+            for n in 0..20 {
+                assert!(keys.insert(Key::MIN.add(n)), "round {round} key {n}");
+                // Every key put so far, inline or spilled, is refused.
+                for m in 0..=n {
+                    assert!(!keys.insert(Key::MIN.add(m)), "round {round} {m} after {n}");
+                }
+            }
+            keys.clear();
+        }
+        assert!(keys.insert(Key::MIN));
+        assert!(!keys.insert(Key::MIN));
     }
 }
