@@ -15,7 +15,7 @@ use pageserver_api::value::{Value, WalRecord as StoredRecord};
 use postgres_ffi::page::{page_init, page_set_lsn, PageHeaderData};
 use postgres_ffi::rmgr;
 use postgres_ffi::v15::info;
-use postgres_ffi::wal::WalRecord;
+use postgres_ffi::wal::{BlockRef, WalRecord};
 use postgres_ffi::{Lsn, BLCKSZ};
 
 use super::records;
@@ -57,10 +57,7 @@ impl Ingest {
     pub(super) fn try_page_record_cached(&mut self, rec: &WalRecord) -> Result<bool> {
         for blk in &rec.blocks {
             // Anything unusual is left to the general path and its errors.
-            let Some(fork) = blk.fork() else {
-                return Ok(false);
-            };
-            let Ok(rel) = rel_tag(blk.rnode, fork as u8) else {
+            let Ok(rel) = block_rel(blk) else {
                 return Ok(false);
             };
             if self.m.cached_rel_size(rel).is_none() {
@@ -96,13 +93,7 @@ impl Ingest {
     /// the relation forks it touches first.
     pub(super) async fn ingest_blocks(&mut self, rec: &WalRecord) -> Result<()> {
         for blk in &rec.blocks {
-            let Some(fork) = blk.fork() else {
-                return Err(IngestErrorKind::BadBlock {
-                    block_id: blk.block_id,
-                    what: format!("invalid fork number {}", blk.forknum),
-                });
-            };
-            let rel = rel_tag(blk.rnode, fork as u8)?;
+            let rel = block_rel(blk)?;
             self.m.prepare_rel(rel).await?;
         }
         self.store_blocks(rec)
@@ -125,13 +116,7 @@ impl Ingest {
         let edits_restored = pg_redo::dispatch::edits_restored_image(rmid);
         let checksums = self.checksums();
         for blk in &rec.blocks {
-            let Some(fork) = blk.fork() else {
-                return Err(IngestErrorKind::BadBlock {
-                    block_id: blk.block_id,
-                    what: format!("invalid fork number {}", blk.forknum),
-                });
-            };
-            let rel = rel_tag(blk.rnode, fork as u8)?;
+            let rel = block_rel(blk)?;
             // Values are serialized straight into the pending batch: an
             // image is restored there, a record copied from the WAL buffer.
             let raw = &rec.raw[..];
@@ -303,6 +288,17 @@ impl Ingest {
         }
         Ok(())
     }
+}
+
+/// The relation fork of a block reference.
+fn block_rel(blk: &BlockRef) -> Result<RelTag> {
+    let Some(fork) = blk.fork() else {
+        return Err(IngestErrorKind::BadBlock {
+            block_id: blk.block_id,
+            what: format!("invalid fork number {}", blk.forknum),
+        });
+    };
+    rel_tag(blk.rnode, fork as u8)
 }
 
 /// Turns a page just restored from a full-page image into what redo
