@@ -54,9 +54,10 @@ pub struct Key {
 }
 
 impl Key {
-    /// The fields as three words, for equality and hashing.
+    /// The fields as three words, for equality and hashing (also by the
+    /// pageserver's own hash tables).
     #[inline]
-    fn words(&self) -> (u64, u64, u16) {
+    pub fn words(&self) -> (u64, u64, u16) {
         (
             self.field2 as u64 | (self.field3 as u64) << 32,
             self.field4 as u64 | (self.field6 as u64) << 32,

@@ -5,6 +5,7 @@
 //!   header (40 bytes) at the start of every segment.
 //! - [`record`]: the 24-byte `XLogRecord` header, record CRC, and decoding a
 //!   complete record into block references, full-page images and main data.
+//! - [`crc`]: the record CRC-32C, with a fast path for short records.
 //! - [`image`]: restoring a page from a full-page image (hole, pglz/lz4/zstd).
 //! - [`decoder`]: [`WalStreamDecoder`], which turns a byte stream starting at
 //!   any page boundary (or a known record start) into validated records.
@@ -18,6 +19,7 @@
 //! [`WalFormat`], which each version module provides. All parsing treats the
 //! bytes as untrusted: errors carry the LSN where the problem is.
 
+pub mod crc;
 pub mod decoder;
 pub mod dir;
 pub mod encoder;

@@ -83,7 +83,10 @@ impl XLogRecordHeader {
 pub fn compute_record_crc(record: &[u8]) -> Option<u32> {
     let head = record.get(..XLOG_RECORD_CRC_OFFSET)?;
     let body = record.get(SIZE_OF_XLOG_RECORD..)?;
-    Some(crc32c::crc32c_append(crc32c::crc32c(body), head))
+    Some(super::crc::crc32c_append(
+        super::crc::crc32c_append(0, body),
+        head,
+    ))
 }
 
 /// How a block image is compressed.

@@ -29,6 +29,7 @@ use pageserver_api::keyspace::KeySpace;
 use pageserver_api::value::Value;
 use utils::lsn::Lsn;
 
+mod heads;
 mod index;
 
 use self::index::VersionIndex;
@@ -36,6 +37,10 @@ use super::batch::{SerializedBatch, ValueTooLarge};
 use super::reconstruct::ValuesReconstructState;
 use super::LayerReadError;
 use crate::tenant::ephemeral_file::EphemeralFile;
+
+/// How many values ahead of its put a key's index slot is prefetched: far
+/// enough to hide a miss to memory behind the puts in between.
+const PREFETCH_AHEAD: usize = 8;
 
 const OFFSET_BITS: u32 = 36;
 const LEN_BITS: u32 = 27;
@@ -194,7 +199,11 @@ impl InMemoryLayer {
         if inner.index.len() + batch.len() as u64 > index::MAX_VERSIONS {
             return Err(full());
         }
-        for e in batch.entries() {
+        let entries = batch.entries();
+        for (n, e) in entries.iter().enumerate() {
+            if let Some(ahead) = entries.get(n + PREFETCH_AHEAD) {
+                inner.index.prefetch(&ahead.key);
+            }
             let packed = Packed::new(base + e.start as u64, e.len, e.will_init);
             inner
                 .index

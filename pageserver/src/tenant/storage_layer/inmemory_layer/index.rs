@@ -2,12 +2,13 @@
 //! location)`.
 //!
 //! Versions live in one append-only node array, in put order; each node
-//! links to the next older version of its key. A hash map holds, per key,
-//! the newest node and its LSN. Ingest appends a version per block it
-//! stores, so a put is one hash probe plus a write at the end of the array:
+//! links to the next older version of its key. A key table
+//! ([`super::heads::KeyTable`]) holds, per key, the newest node and its
+//! LSN. Ingest appends a version per block it stores, so a put is one table
+//! probe (prefetched a few puts ahead) plus a write at the end of the array:
 //! no per-key array to grow and copy (per-key arrays cost 7 % of ingest CPU
 //! in their reallocations, and their first touches of fresh memory), and
-//! the map entry is 32 bytes, half a cache line.
+//! the table entry is 32 bytes, half a cache line.
 //!
 //! Reads walk a key's chain newest first, which is the order reconstruction
 //! wants (down to the first version that initializes the page). The flush
@@ -20,12 +21,12 @@
 //! that: its file is at most 64 GiB and a value is at least a few bytes, and
 //! [`VersionIndex::put`] refuses more).
 
-use std::collections::hash_map::Entry;
 use std::ops::Range;
 
 use pageserver_api::key::Key;
 use utils::lsn::Lsn;
 
+use super::heads::{KeyTable, SlotValue};
 use super::Packed;
 
 /// No older version.
@@ -55,6 +56,18 @@ struct Head {
     lsn_hi: u32,
 }
 
+impl SlotValue for Head {
+    const EMPTY: Head = Head {
+        newest: NONE,
+        lsn_lo: 0,
+        lsn_hi: 0,
+    };
+
+    fn is_empty(&self) -> bool {
+        self.newest == NONE
+    }
+}
+
 impl Head {
     fn lsn(self) -> Lsn {
         Lsn(self.lsn_lo as u64 | (self.lsn_hi as u64) << 32)
@@ -75,7 +88,7 @@ const POINT_LOOKUP_SPAN: i128 = 1024;
 /// See the module documentation.
 #[derive(Default)]
 pub(super) struct VersionIndex {
-    heads: rustc_hash::FxHashMap<Key, Head>,
+    heads: KeyTable<Head>,
     chunks: Vec<Vec<Node>>,
     len: u32,
 }
@@ -118,21 +131,18 @@ impl VersionIndex {
     /// Adds a version of `key`; a version at an LSN already present gets
     /// the new location.
     pub(super) fn put(&mut self, key: Key, lsn: Lsn, packed: Packed) -> Result<(), IndexFull> {
-        let head = match self.heads.entry(key) {
-            Entry::Vacant(v) => {
-                let i = self.len;
-                if i == NONE {
-                    return Err(IndexFull);
-                }
-                v.insert(Head::new(i, lsn));
-                self.push_node(Node {
-                    lsn,
-                    packed,
-                    older: NONE,
-                })?;
-                return Ok(());
+        let Some(head) = self.heads.get_mut(&key) else {
+            let i = self.len;
+            if i == NONE {
+                return Err(IndexFull);
             }
-            Entry::Occupied(o) => o.into_mut(),
+            self.heads.insert(key, Head::new(i, lsn));
+            self.push_node(Node {
+                lsn,
+                packed,
+                older: NONE,
+            })?;
+            return Ok(());
         };
         if head.lsn() < lsn {
             // The usual case: versions arrive in LSN order.
@@ -183,6 +193,12 @@ impl VersionIndex {
         Ok(())
     }
 
+    /// Prepares a put of `key` a few puts ahead: see [`KeyTable::prefetch`].
+    #[inline]
+    pub(super) fn prefetch(&self, key: &Key) {
+        self.heads.prefetch(key);
+    }
+
     /// `key`'s versions, newest first.
     pub(super) fn versions(&self, key: &Key) -> Versions<'_> {
         Versions {
@@ -209,9 +225,9 @@ impl VersionIndex {
         } else {
             let mut out: Vec<Key> = self
                 .heads
-                .keys()
-                .filter(|k| range.contains(*k))
-                .copied()
+                .iter()
+                .map(|(k, _)| *k)
+                .filter(|k| range.contains(k))
                 .collect();
             out.sort_unstable();
             out
