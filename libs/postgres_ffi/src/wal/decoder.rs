@@ -30,8 +30,6 @@
 //! and [`WalStreamDecoder::check_end_of_input`] reports a truncated record.
 //! Used by the walreceiver / ingest and by tools reading `pg_wal`.
 
-use bytes::{Buf, BytesMut};
-
 use crate::bytes_le::u32_at;
 use crate::types::TimeLineId;
 use crate::{maxalign, Lsn, PgMajorVersion, XLOG_BLCKSZ};
@@ -96,7 +94,7 @@ pub struct WalStreamDecoder {
     cfg: WalDecoderConfig,
     /// LSN of `buf[0]`.
     pos: Lsn,
-    buf: BytesMut,
+    buf: Input,
     state: State,
     /// Bytes up to this LSN are skipped without interpretation (record
     /// alignment padding, or the rest of a segment after XLOG SWITCH).
@@ -113,6 +111,58 @@ pub struct WalStreamDecoder {
 }
 
 const PAGE: u64 = XLOG_BLCKSZ as u64;
+
+/// Bytes fed but not yet consumed: `data[start..end]`.
+///
+/// `data` is kept initialized to its full length and reused: consuming
+/// moves `start`, feeding writes after `end`, and the unconsumed bytes (less
+/// than a page as a rule) move to the front only when the room after `end`
+/// runs out. So a reader feeding fixed-size chunks neither zeroes nor
+/// faults in memory once the buffer has reached its size.
+#[derive(Default)]
+struct Input {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Input {
+    fn advance(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// `n` writable bytes just after the unconsumed ones.
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        if self.data.len() - self.end < n {
+            if self.start > 0 {
+                self.data.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.data.len() - self.end < n {
+                self.data.resize(self.end + n, 0);
+            }
+        }
+        &mut self.data[self.end..self.end + n]
+    }
+
+    /// Marks `n` bytes of [`Self::room`] as fed.
+    fn commit(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.data.len());
+    }
+}
+
+impl std::ops::Deref for Input {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+}
 
 /// Initial capacity cap for a record buffer: a corrupt length must not make
 /// us allocate before the header is validated; the buffer grows as data
@@ -149,7 +199,7 @@ impl WalStreamDecoder {
         Ok(WalStreamDecoder {
             cfg,
             pos: start,
-            buf: BytesMut::new(),
+            buf: Input::default(),
             state,
             skip_to: None,
             prev_record: None,
@@ -162,35 +212,34 @@ impl WalStreamDecoder {
 
     /// Appends the next bytes of the stream.
     pub fn feed(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
+        self.buf.room(data.len()).copy_from_slice(data);
+        self.buf.commit(data.len());
     }
 
     /// Reads up to `len` bytes of the stream from `src` straight into the
     /// decoder's buffer (until `len` or end of file); returns how many.
-    /// Records are copied out of the buffer, so its allocation is reused: a
-    /// reader feeding fixed-size chunks touches the same memory over and
-    /// over instead of faulting in fresh pages.
+    /// Records are copied out of the buffer, so its memory is reused (see
+    /// [`Input`]): a reader feeding fixed-size chunks touches the same
+    /// memory over and over, neither zeroing it nor faulting in fresh pages.
     pub fn feed_from(
         &mut self,
         src: &mut impl std::io::Read,
         len: usize,
     ) -> std::io::Result<usize> {
-        self.buf.reserve(len);
-        let start = self.buf.len();
-        self.buf.resize(start + len, 0);
+        let room = self.buf.room(len);
         let mut got = 0;
         let res = loop {
             if got == len {
                 break Ok(got);
             }
-            match src.read(&mut self.buf[start + got..]) {
+            match src.read(&mut room[got..]) {
                 Ok(0) => break Ok(got),
                 Ok(n) => got += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => break Err(e),
             }
         };
-        self.buf.truncate(start + got);
+        self.buf.commit(got);
         res
     }
 
